@@ -1,0 +1,47 @@
+"""latent.cache: stable hashing, code signatures, cache keys, a disk cache and checkpoints.
+
+Installs and imports alone: no Prefect, MLflow, pandas or numpy is imported here (numpy and
+pandas are used only when a value to hash is one of theirs).
+"""
+
+from latent.cache.checkpoint import (
+    checkpoint,
+    checkpoints_enabled,
+    clear_checkpoints,
+    configure_checkpoints,
+)
+from latent.cache.errors import (
+    CacheEntryWarning,
+    SettingsFileError,
+    UncacheableValueError,
+    UnhashableError,
+)
+from latent.cache.fingerprint import fingerprint_file, fingerprint_paths
+from latent.cache.hashing import register_hasher, stable_hash
+from latent.cache.keys import file_cache_key, row_cache_key
+from latent.cache.memoize import cached
+from latent.cache.signature import code_signature
+from latent.cache.store import MISSING, CacheEntry, CacheStore, shared_store
+
+__all__ = [
+    "MISSING",
+    "CacheEntry",
+    "CacheEntryWarning",
+    "CacheStore",
+    "SettingsFileError",
+    "UncacheableValueError",
+    "UnhashableError",
+    "cached",
+    "checkpoint",
+    "checkpoints_enabled",
+    "clear_checkpoints",
+    "code_signature",
+    "configure_checkpoints",
+    "file_cache_key",
+    "fingerprint_file",
+    "fingerprint_paths",
+    "register_hasher",
+    "row_cache_key",
+    "shared_store",
+    "stable_hash",
+]

@@ -1,0 +1,78 @@
+"""Errors raised by latent.cache, each saying what happened, where, and how to fix it."""
+
+from __future__ import annotations
+
+__all__ = ["CacheEntryWarning", "SettingsFileError", "UncacheableValueError", "UnhashableError"]
+
+
+class UnhashableError(TypeError):
+    """Raised when a value has no stable hash (its digest would differ between processes).
+
+    ``type_name`` is the fully qualified type; ``path`` says where inside the hashed value the
+    object sits (``"args[0]['client']"``), or ``""`` when it is the value itself. It subclasses
+    ``TypeError`` so code that expects the stdlib error for "wrong kind of value" still works.
+    """
+
+    def __init__(self, type_name: str, path: str = "", reason: str = "") -> None:
+        self.type_name = type_name
+        self.path = path
+        self.reason = reason
+        super().__init__(self._message())
+
+    def _message(self) -> str:
+        where = f" at {self.path}" if self.path else ""
+        short = self.type_name.rsplit(".", 1)[-1]
+        why = self.reason or "no stable hasher is known for this type"
+        return (
+            f"Cannot hash object of type '{self.type_name}' stably{where}: {why}. "
+            f"Register one with latent.cache.register_hasher({short}, fn) where fn returns bytes "
+            f"or str identifying the value, make it a dataclass or pydantic model, pass it as "
+            f"data rather than as an argument, or turn caching off for this task (cache=False)."
+        )
+
+    def prefixed(self, prefix: str) -> UnhashableError:
+        """Return the same error with ``prefix`` put in front of its path (used while unwinding)."""
+        self.path = prefix + self.path
+        self.args = (self._message(),)
+        return self
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return (type(self), (self.type_name, self.path, self.reason))
+
+
+class UncacheableValueError(TypeError):
+    """Raised by ``CacheStore.set`` when a value cannot be pickled, so it cannot be stored.
+
+    The decorators catch it, warn, and return the computed value uncached: a result the user
+    waited for is never thrown away because the cache could not keep it.
+    """
+
+    def __init__(self, key: str, type_name: str, cause: str) -> None:
+        self.key = key
+        self.type_name = type_name
+        super().__init__(
+            f"Cannot store the value for cache key {key!r}: an object of type '{type_name}' "
+            f"cannot be pickled ({cause}). Return plain data (dicts, lists, dataclasses, "
+            f"DataFrames) from cached functions, or turn caching off for this function."
+        )
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return (type(self), (self.key, self.type_name, str(self.__cause__ or "")))
+
+
+class CacheEntryWarning(UserWarning):
+    """Warned when a stored entry cannot be read back (truncated file, class renamed or moved).
+
+    The entry is removed and the call is treated as a miss, so the value is simply recomputed.
+    """
+
+
+class SettingsFileError(ValueError):
+    """Raised when ``config/latent.toml`` cannot be read while deciding whether checkpoints run."""
+
+    def __init__(self, path: str, cause: str) -> None:
+        self.path = path
+        super().__init__(
+            f"Cannot read the Latent settings file {path}: {cause}. Fix the TOML syntax, or set "
+            f"LATENT_ENVIRONMENT=dev|production to decide without it."
+        )

@@ -1,0 +1,195 @@
+"""Code signatures: a digest of what a function does, stable across edits that change nothing.
+
+The signature hashes the function's normalised AST (no docstrings, comments, line numbers or
+formatting, no decorators) with its qualified name, plus the signatures of the module-level
+functions of the same module that it calls, followed recursively with cycle protection. So:
+- editing a helper the function calls invalidates it (Prefect, joblib, Hamilton and ZenML miss
+  this: their users get stale results after fixing a bug in a helper);
+- moving the function down the file or fixing a comment does not (joblib loses its cache on a
+  shifted line);
+- two functions with the same body but different names never share a signature.
+
+Values of globals and closure variables (an LLM client, a retry flag) are data, not code, and are
+not part of the signature: data enters cache keys only as arguments, so a checkpointed inner
+function keeps hitting after a restart. When no source is available (exec'd code, a REPL), the
+signature falls back to the bytecode, constants and names of the code object.
+"""
+
+from __future__ import annotations
+
+import ast
+import inspect
+import textwrap
+import threading
+import types
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import xxhash
+
+__all__ = ["code_signature"]
+
+# id(code) -> (code, signature). The code object is kept so its id cannot be reused; keyed by
+# code rather than function so a nested function re-created on every call hits too.
+_CACHE: dict[int, tuple[types.CodeType, str]] = {}
+_LOCK = threading.Lock()
+
+
+def code_signature(fn: Callable[..., Any]) -> str:
+    """Return a 32-character hex digest of ``fn``'s code and the same-module helpers it calls.
+
+    Computed once per code object per process (it sits on the hot path of every cached call).
+    Accepts plain functions, lambdas, nested functions, methods (bound or not) and wrappers made
+    with ``functools.wraps``.
+    """
+    func = _unwrap(fn)
+    code = func.__code__
+    hit = _CACHE.get(id(code))
+    if hit is not None and hit[0] is code:
+        return hit[1]
+    h = xxhash.xxh3_128()
+    seen: set[int] = set()
+    for part in _parts(func, seen):
+        h.update(part)
+    signature = h.hexdigest()
+    with _LOCK:
+        _CACHE[id(code)] = (code, signature)
+    return signature
+
+
+def _unwrap(fn: Callable[..., Any]) -> types.FunctionType:
+    obj: Any = fn
+    for _ in range(100):
+        if isinstance(obj, types.FunctionType):
+            return obj
+        if isinstance(obj, (types.MethodType, classmethod, staticmethod)):
+            obj = obj.__func__
+        elif hasattr(obj, "__wrapped__"):
+            obj = obj.__wrapped__
+        elif isinstance(obj, type) or not hasattr(obj, "__call__"):  # noqa: B004
+            break
+        elif isinstance(getattr(obj, "__call__", None), types.MethodType):  # noqa: B004
+            obj = obj.__call__
+        else:
+            break
+    raise TypeError(
+        f"code_signature needs a Python function, got {type(fn).__module__}."
+        f"{type(fn).__qualname__}: pass the function itself (not a builtin or a class)."
+    )
+
+
+def _parts(func: types.FunctionType, seen: set[int]) -> Iterator[bytes]:
+    """Yield the byte parts of ``func``'s signature and then of each helper it calls."""
+    code = func.__code__
+    if id(code) in seen:
+        return
+    seen.add(id(code))
+    name = f"{func.__module__}.{func.__qualname__}"
+    body, names = _normalised(func)
+    yield b"%d:" % len(name.encode()) + name.encode()
+    yield b"%d:" % len(body) + body
+    for helper_name in sorted(names):
+        helper = _helper(func, helper_name)
+        if helper is not None:
+            yield from _parts(helper, seen)
+
+
+def _helper(func: types.FunctionType, name: str) -> types.FunctionType | None:
+    """A module-level function of the same module called by name, unwrapped, if any."""
+    value = func.__globals__.get(name)
+    if value is None:
+        return None
+    try:
+        value = _unwrap(value)
+    except TypeError:
+        return None
+    if value.__module__ != func.__module__:
+        return None
+    return value
+
+
+def _normalised(func: types.FunctionType) -> tuple[bytes, set[str]]:
+    """Normalised AST dump and the global names the body loads; bytecode when no source."""
+    node = _source_node(func)
+    if node is None:
+        return _bytecode(func.__code__), _code_names(func.__code__)
+    _strip(node)
+    names = {
+        n.id for n in ast.walk(node) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load)
+    }
+    return ast.dump(node, annotate_fields=False, include_attributes=False).encode(), names
+
+
+def _source_node(func: types.FunctionType) -> ast.AST | None:
+    try:
+        source = textwrap.dedent(inspect.getsource(func))
+    except (OSError, TypeError):
+        return None
+    try:
+        tree = ast.parse(source)
+    except SyntaxError:
+        # A lambda in the middle of an expression: getsource returns the lines around it.
+        try:
+            tree = ast.parse("(\n" + source.strip().rstrip(",") + "\n)")
+        except SyntaxError:
+            return None
+    want = func.__code__.co_name
+    if want == "<lambda>":
+        lambdas = [n for n in ast.walk(tree) if isinstance(n, ast.Lambda)]
+        # Several lambdas on the same lines cannot be told apart from source: use bytecode.
+        return lambdas[0] if len(lambdas) == 1 else None
+    for n in ast.walk(tree):
+        if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef)) and n.name == want:
+            return n
+    return None
+
+
+def _strip(node: ast.AST) -> None:
+    """Remove docstrings and decorators in place (they do not change what the body does)."""
+    for n in ast.walk(node):
+        if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            n.decorator_list = []
+            body = n.body
+            if (
+                body
+                and isinstance(body[0], ast.Expr)
+                and isinstance(body[0].value, ast.Constant)
+                and isinstance(body[0].value.value, str)
+            ):
+                n.body = body[1:] or [ast.Pass()]
+
+
+def _code_names(code: types.CodeType) -> set[str]:
+    names = set(code.co_names)
+    for const in code.co_consts:
+        if isinstance(const, types.CodeType):
+            names |= _code_names(const)
+    return names
+
+
+def _bytecode(code: types.CodeType) -> bytes:
+    """Bytecode, constants and names: everything but line numbers and file names."""
+    from latent.cache.hashing import stable_hash
+
+    consts = [_const(c) for c in code.co_consts]
+    fields = (
+        code.co_qualname,
+        code.co_code,
+        consts,
+        code.co_names,
+        code.co_varnames,
+        code.co_freevars,
+        code.co_cellvars,
+        code.co_argcount,
+        code.co_kwonlyargcount,
+        code.co_flags,
+    )
+    return stable_hash(fields).encode()
+
+
+def _const(value: object) -> object:
+    if isinstance(value, types.CodeType):
+        return ("<code>", _bytecode(value).decode())
+    if value is Ellipsis:
+        return ("<Ellipsis>",)
+    return value

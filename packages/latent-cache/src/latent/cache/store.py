@@ -1,0 +1,279 @@
+"""A disk cache with per-entry expiry that never evicts and never drops a write.
+
+Built on ``diskcache.Cache`` (SQLite + files), with settings chosen so a stored result cannot be
+lost: no size limit and no culling (diskcache's defaults evict past 1 GiB), a 60 s SQLite busy
+timeout with retries instead of giving up (``FanoutCache`` silently drops a write after 10 ms of
+contention). Values are pickled by the store itself, so an entry that no longer unpickles (a
+truncated file, a renamed class) is detected, reported with a warning, removed, and treated as a
+miss. Beside each value the store keeps a small record of who made it, when, and from which key
+ingredients, so a user can ask why something hit or missed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import pickle
+import threading
+import time
+import warnings
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import diskcache
+
+from latent.cache.errors import CacheEntryWarning, UncacheableValueError
+
+__all__ = ["MISSING", "CacheEntry", "CacheStore", "shared_store"]
+
+DEFAULT_DIRECTORY = Path(".latent") / "cache"
+# Provenance records live under the key (_META, key): a tuple never clashes with a str key.
+_META = "latent-meta"
+_ABSENT = object()
+
+
+class _Missing:
+    """Type of :data:`MISSING`; a distinct sentinel because ``None`` is a valid cached value."""
+
+    _instance: _Missing | None = None
+
+    def __new__(cls) -> _Missing:
+        if cls._instance is None:
+            cls._instance = super().__new__(cls)
+        return cls._instance
+
+    def __repr__(self) -> str:
+        return "MISSING"
+
+    def __bool__(self) -> bool:
+        return False
+
+    def __reduce__(self) -> str:
+        return "MISSING"
+
+
+MISSING: Any = _Missing()
+
+
+@dataclass(frozen=True)
+class CacheEntry:
+    """What is cached under a key: who made it, when, until when, how big, and from what."""
+
+    key: str
+    function: str | None
+    created: float
+    expires: float | None
+    size: int
+    ingredients: dict[str, str] = field(default_factory=dict)
+
+
+def _seconds(expire: timedelta | float | None) -> float | None:
+    if expire is None:
+        return None
+    if isinstance(expire, timedelta):
+        return expire.total_seconds()
+    return float(expire)
+
+
+class CacheStore:
+    """A directory of pickled values with expiry and provenance; safe across threads and processes.
+
+    Use one instance per directory in a process (:func:`shared_store` hands it out); several
+    processes may open the same directory at once. ``hits``/``misses`` in :meth:`stats` count
+    this instance's lookups; entries and sizes describe the whole directory.
+    """
+
+    def __init__(
+        self,
+        directory: str | os.PathLike[str] | None = None,
+        *,
+        default_expire: timedelta | float | None = timedelta(days=7),
+    ) -> None:
+        path = Path(directory) if directory is not None else Path.cwd() / DEFAULT_DIRECTORY
+        self.directory: Path = path.absolute()
+        self.default_expire = _seconds(default_expire)
+        self._cache = diskcache.Cache(
+            str(self.directory),
+            size_limit=2**62,
+            cull_limit=0,
+            eviction_policy="none",
+            timeout=60,
+            statistics=False,
+        )
+        self._hits = 0
+        self._misses = 0
+        self._count_lock = threading.Lock()
+
+    def __repr__(self) -> str:
+        return f"CacheStore({str(self.directory)!r})"
+
+    def get(self, key: str, default: object = MISSING) -> object:
+        """The value stored under ``key``, or ``default`` if absent, expired or unreadable."""
+        try:
+            payload = self._cache.get(key, _ABSENT, retry=True)
+            if payload is _ABSENT:
+                self._count(hit=False)
+                return default
+            value = pickle.loads(payload)
+        except Exception as exc:
+            self._drop_unreadable(key, exc)
+            self._count(hit=False)
+            return default
+        self._count(hit=True)
+        return value
+
+    def set(
+        self,
+        key: str,
+        value: object,
+        *,
+        expire: timedelta | float | None = ...,  # type: ignore[assignment]
+        function: str | None = None,
+        ingredients: Mapping[str, str] | None = None,
+    ) -> None:
+        """Store ``value`` (pickled) under ``key``; ``expire=...`` means the store's default.
+
+        Raises :class:`UncacheableValueError` if the value cannot be pickled.
+        """
+        try:
+            payload = pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
+        except Exception as exc:
+            tp = type(value)
+            name = f"{tp.__module__}.{tp.__qualname__}"
+            raise UncacheableValueError(key, name, str(exc)) from exc
+        seconds = self.default_expire if expire is ... else _seconds(expire)
+        now = time.time()
+        meta = {
+            "function": function,
+            "created": now,
+            "expires": None if seconds is None else now + seconds,
+            "size": len(payload),
+            "ingredients": dict(ingredients or {}),
+        }
+        with self._cache.transact(retry=True):
+            self._cache.set(key, payload, expire=seconds, retry=True)
+            self._cache.set((_META, key), meta, expire=seconds, retry=True)
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._cache
+
+    def delete(self, key: str) -> bool:
+        """Remove ``key``; True if it was there."""
+        with self._cache.transact(retry=True):
+            self._cache.delete((_META, key), retry=True)
+            return bool(self._cache.delete(key, retry=True))
+
+    def clear(self, *, function: str | None = None) -> int:
+        """Remove every entry, or only those made by ``function``; return how many were removed.
+
+        ``function`` matches the recorded qualified name exactly or by its last dotted parts, so
+        ``"embed"`` and ``"mymodule.embed"`` both match ``"mymodule.embed"``.
+        """
+        if function is None:
+            count = len(self._data_keys())
+            self._cache.clear(retry=True)
+            return count
+        keys = [entry.key for entry in self.entries(function=function)]
+        for key in keys:
+            self.delete(key)
+        return len(keys)
+
+    def entries(self, *, function: str | None = None) -> list[CacheEntry]:
+        """Live entries (oldest first), optionally only those made by ``function``."""
+        found = []
+        for key in self._data_keys():
+            entry = self.describe(key)
+            if entry is not None and (function is None or _matches(entry.function, function)):
+                found.append(entry)
+        found.sort(key=lambda e: e.created)
+        return found
+
+    def describe(self, key: str) -> CacheEntry | None:
+        """The provenance record of ``key``, or None if absent or expired."""
+        try:
+            meta = self._cache.get((_META, key), None, retry=True)
+        except Exception:
+            return None
+        if not isinstance(meta, dict):
+            return None
+        return CacheEntry(
+            key=key,
+            function=meta.get("function"),
+            created=float(meta.get("created", 0.0)),
+            expires=meta.get("expires"),
+            size=int(meta.get("size", 0)),
+            ingredients=dict(meta.get("ingredients") or {}),
+        )
+
+    def stats(self) -> dict[str, int]:
+        """``entries``, ``size_bytes`` (pickled values), ``disk_bytes``, ``hits``, ``misses``."""
+        entries = self.entries()
+        return {
+            "entries": len(entries),
+            "size_bytes": sum(e.size for e in entries),
+            "disk_bytes": int(self._cache.volume()),
+            "hits": self._hits,
+            "misses": self._misses,
+        }
+
+    def prune_expired(self) -> int:
+        """Delete expired entries from disk (reads already ignore them); return how many."""
+        before = len(self._data_keys())
+        self._cache.expire(retry=True)
+        return before - len(self._data_keys())
+
+    def close(self) -> None:
+        """Close the SQLite connections (the store reopens them if used again)."""
+        self._cache.close()
+
+    def _data_keys(self) -> list[str]:
+        return [k for k in self._cache.iterkeys() if isinstance(k, str)]
+
+    def _count(self, *, hit: bool) -> None:
+        with self._count_lock:
+            if hit:
+                self._hits += 1
+            else:
+                self._misses += 1
+
+    def _drop_unreadable(self, key: str, exc: BaseException) -> None:
+        warnings.warn(
+            f"Cache entry {key!r} in {self.directory} could not be read back "
+            f"({type(exc).__name__}: {exc}); it was removed and will be recomputed.",
+            CacheEntryWarning,
+            stacklevel=3,
+        )
+        with contextlib.suppress(Exception):  # a broken file must not turn a miss into a crash
+            self.delete(key)
+
+
+def _matches(recorded: str | None, wanted: str) -> bool:
+    if recorded is None:
+        return False
+    return recorded == wanted or recorded.endswith("." + wanted)
+
+
+_SHARED: dict[str, CacheStore] = {}
+_SHARED_LOCK = threading.Lock()
+
+
+def shared_store(directory: str | os.PathLike[str] | None = None) -> CacheStore:
+    """The one :class:`CacheStore` of this process for ``directory`` (default ``./.latent/cache``).
+
+    Double-checked locking: the common path is a dict lookup with no lock; only the first call
+    for a directory takes the lock, and two threads racing there still get the same instance.
+    """
+    if isinstance(directory, str) and directory in _SHARED:  # already absolute and known
+        return _SHARED[directory]
+    path = os.path.abspath(directory if directory is not None else DEFAULT_DIRECTORY)
+    store = _SHARED.get(path)
+    if store is None:
+        with _SHARED_LOCK:
+            store = _SHARED.get(path)
+            if store is None:
+                store = CacheStore(path)
+                _SHARED[path] = store
+    return store

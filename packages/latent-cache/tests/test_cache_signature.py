@@ -1,0 +1,139 @@
+"""code_signature: follows code and same-module helpers, ignores formatting and data."""
+
+from __future__ import annotations
+
+import textwrap
+from pathlib import Path
+
+from latent.cache import code_signature
+
+BASE = '''
+import os
+
+RETRIES = 3
+
+
+def helper(x):
+    return x * 2
+
+
+def task(x):
+    """Doubles x."""
+    return helper(x) + 1
+'''
+
+
+def sig(load_module, source: str, name: str = "task") -> str:
+    return code_signature(getattr(load_module(source), name))
+
+
+def test_formatting_comments_docstrings_and_position_keep_the_signature(load_module) -> None:
+    base = sig(load_module, BASE)
+    reformatted = BASE.replace("return helper(x) + 1", "# add one\n    return (helper( x )\n + 1)")
+    no_doc = BASE.replace('    """Doubles x."""\n', "")
+    moved = "\n\n\ndef unrelated():\n    return 5\n" + BASE
+    assert sig(load_module, reformatted) == base
+    assert sig(load_module, no_doc) == base
+    assert sig(load_module, moved) == base
+
+
+def test_body_edit_and_helper_edit_change_the_signature(load_module) -> None:
+    base = sig(load_module, BASE)
+    assert sig(load_module, BASE.replace("+ 1", "+ 2")) != base
+    assert sig(load_module, BASE.replace("x * 2", "x * 3")) != base
+
+
+def test_helpers_of_helpers_are_followed_and_cycles_terminate(load_module) -> None:
+    source = """
+        def a(n):
+            return b(n - 1) if n else 0
+
+        def b(n):
+            return a(n) + leaf(n)
+
+        def leaf(n):
+            return n
+    """
+    base = sig(load_module, source, "a")
+    assert sig(load_module, source.replace("return n", "return -n"), "a") != base
+
+
+def test_same_body_different_names_differ(load_module) -> None:
+    mod = load_module("def one(x):\n    return x\n\ndef two(x):\n    return x\n")
+    assert code_signature(mod.one) != code_signature(mod.two)
+
+
+def test_global_and_closure_values_are_not_part_of_it(load_module) -> None:
+    base = sig(load_module, BASE)
+    assert sig(load_module, BASE.replace("RETRIES = 3", "RETRIES = 9")) == base
+    source = """
+        def make(client, crash):
+            def call(doc):
+                if crash:
+                    raise RuntimeError
+                return client(doc)
+            return call
+    """
+    mod = load_module(source)
+    assert code_signature(mod.make(len, True)) == code_signature(mod.make(str, False))
+
+
+def test_other_modules_functions_are_not_followed(load_module) -> None:
+    base = sig(load_module, BASE)
+    assert sig(load_module, BASE.replace("import os", "import os, sys")) == base
+
+
+def test_lambdas_nested_functions_and_methods(load_module) -> None:
+    source = """
+        square = lambda x: x * x
+        cube = lambda x: x * x * x
+
+        def outer():
+            def inner(y):
+                return y + 1
+            return inner
+
+        class Scorer:
+            def score(self, x):
+                return x * 10
+
+            def other(self, x):
+                return x * 10
+    """
+    mod = load_module(source)
+    sigs = {
+        code_signature(mod.square),
+        code_signature(mod.cube),
+        code_signature(mod.outer()),
+        code_signature(mod.Scorer.score),
+        code_signature(mod.Scorer().score),
+        code_signature(mod.Scorer.other),
+    }
+    assert len(sigs) == 5  # bound and unbound score agree
+    again = load_module(source.replace("y + 1", "y + 2"))
+    assert code_signature(again.outer()) != code_signature(mod.outer())
+    assert code_signature(mod.outer()) == code_signature(mod.outer())
+
+
+def test_bytecode_fallback_without_source() -> None:
+    def build(body: str) -> object:
+        namespace: dict[str, object] = {"__name__": "generated"}
+        exec(textwrap.dedent(f"def gen(x):\n    return {body}\n"), namespace)
+        return namespace["gen"]
+
+    assert code_signature(build("x + 1")) == code_signature(build("x + 1"))  # type: ignore[arg-type]
+    assert code_signature(build("x + 1")) != code_signature(build("x + 2"))  # type: ignore[arg-type]
+
+
+def test_edits_are_seen_across_processes(tmp_path: Path, run_python) -> None:
+    module = tmp_path / "flowmod.py"
+    code = (
+        "from latent.cache import code_signature\n"
+        "import flowmod\n"
+        "print(code_signature(flowmod.task))"
+    )
+    module.write_text(BASE)
+    first = run_python(code, PYTHONPATH=str(tmp_path)).stdout
+    assert run_python(code, PYTHONPATH=str(tmp_path)).stdout == first
+    module.write_text(BASE.replace("x * 2", "x * 4"))
+    assert run_python(code, PYTHONPATH=str(tmp_path)).stdout != first

@@ -1,0 +1,98 @@
+"""Where dataset bytes live: local files directly, URLs (``s3://``, ``memory://``) via fsspec.
+
+Local paths never touch fsspec, so latent-config works without it installed. Every write goes
+to a temporary file next to the target and is renamed into place, so a crash mid-save never
+leaves half a dataset behind.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import tempfile
+import uuid
+from collections.abc import Callable, Iterator, Mapping
+from typing import IO, Any
+
+from latent.config.errors import DatasetError
+
+_URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.\-]+://")
+
+
+def is_url(path: str) -> bool:
+    """True for ``scheme://...`` (two or more scheme letters, so ``C:\\`` is not a URL)."""
+    return bool(_URL.match(path))
+
+
+def filesystem(url: str, fs_args: Mapping[str, Any]) -> tuple[Any, str]:
+    """Return ``(fsspec filesystem, path within it)`` for a URL; import fsspec lazily."""
+    try:
+        import fsspec
+    except ImportError as exc:
+        raise DatasetError(
+            f"{url!r} is a URL, which needs fsspec: pip install 'latent-config[fsspec]' "
+            "(plus the filesystem's package, e.g. s3fs for s3://)."
+        ) from exc
+    fs, path = fsspec.core.url_to_fs(url, **dict(fs_args))
+    return fs, path
+
+
+def exists(path: str, fs_args: Mapping[str, Any]) -> bool:
+    """Whether a file or directory is present at ``path``."""
+    if not is_url(path):
+        return os.path.exists(path)
+    fs, inner = filesystem(path, fs_args)
+    return bool(fs.exists(inner))
+
+
+@contextlib.contextmanager
+def open_read(path: str, fs_args: Mapping[str, Any]) -> Iterator[IO[bytes]]:
+    """Open ``path`` for binary reading."""
+    if not is_url(path):
+        with open(path, "rb") as fh:
+            yield fh
+        return
+    fs, inner = filesystem(path, fs_args)
+    with fs.open(inner, "rb") as fh:
+        yield fh
+
+
+def atomic_write(path: str, write: Callable[[IO[bytes]], None], fs_args: Mapping[str, Any]) -> None:
+    """Call ``write`` with a binary temp file beside ``path``, then rename it onto ``path``."""
+    if is_url(path):
+        _atomic_write_fs(path, write, fs_args)
+        return
+    directory = os.path.dirname(path) or "."
+    os.makedirs(directory, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{os.path.basename(path)}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            write(fh)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+def _atomic_write_fs(
+    url: str, write: Callable[[IO[bytes]], None], fs_args: Mapping[str, Any]
+) -> None:
+    fs, inner = filesystem(url, fs_args)
+    parent, _, name = inner.rpartition("/")
+    tmp = (
+        f"{parent}/.{name}.{uuid.uuid4().hex}.tmp" if parent else f".{name}.{uuid.uuid4().hex}.tmp"
+    )
+    if parent:
+        fs.makedirs(parent, exist_ok=True)
+    try:
+        with fs.open(tmp, "wb") as fh:
+            write(fh)
+        # On object stores this is copy+delete, not atomic, but readers still never see a
+        # partially written object under the final name.
+        fs.mv(tmp, inner)
+    except BaseException:
+        with contextlib.suppress(Exception):
+            fs.rm(tmp)
+        raise

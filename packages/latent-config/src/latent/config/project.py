@@ -1,0 +1,270 @@
+"""A Latent project on disk: where its root is, its settings, and each flow's parameters.
+
+Layout (see DESIGN.md)::
+
+    config/latent.toml   config/global.yaml   config/catalog.yaml
+    flows/<flow>/parameters.yaml   flows/<flow>/catalog.yaml   data/   .latent/
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from pydantic import BaseModel, ValidationError
+
+from latent.config import _storage
+from latent.config._files import Stamp, file_stamp, read_yaml_mapping
+from latent.config._parameters import apply_overrides, deep_merge, interpolate_env, parse_overrides
+from latent.config._suggest import did_you_mean, listing
+from latent.config.errors import ConfigValidationError, DatasetError, FlowNotFoundError
+from latent.config.settings import Settings
+
+if TYPE_CHECKING:
+    from latent.config.catalog import Catalog
+
+__all__ = ["Project"]
+
+_SETTINGS_ENV = ("LATENT_ENVIRONMENT", "LATENT_MLFLOW_ENABLED")
+_discovered: dict[Path, tuple[tuple[Any, ...], Project]] = {}
+_discover_lock = threading.Lock()
+
+
+class Project:
+    """A project root with its settings; reads parameters and builds catalogs per flow."""
+
+    root: Path
+    settings: Settings
+    is_configured: bool
+
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root).expanduser().resolve()
+        self.settings_file = self.root / "config" / "latent.toml"
+        self.is_configured = self.settings_file.is_file()
+        self.settings = Settings.load(self.settings_file)
+        self._other_flows: dict[str, tuple[tuple[Stamp | None, ...], dict[str, Any]]] = {}
+
+    def __repr__(self) -> str:
+        return f"Project(root={str(self.root)!r})"
+
+    @classmethod
+    def discover(cls, cwd: Path | None = None, source_file: str | Path | None = None) -> Project:
+        """Find the project root and return its (cached) Project.
+
+        ``LATENT_PROJECT_ROOT`` wins; then the nearest ancestor of ``cwd`` holding
+        ``config/latent.toml``; then the nearest such ancestor of ``source_file`` (the flow's
+        source); then ``cwd`` itself. The cached Project is rebuilt when latent.toml changes.
+        """
+        root = _find_root(Path(cwd) if cwd is not None else Path.cwd(), source_file)
+        key = (
+            cls,
+            file_stamp(root / "config" / "latent.toml"),
+            *map(os.environ.get, _SETTINGS_ENV),
+        )
+        hit = _discovered.get(root)
+        if hit is not None and hit[0] == key:
+            return hit[1]
+        project = cls(root)
+        with _discover_lock:
+            _discovered[root] = (key, project)
+        return project
+
+    # -- locations ---------------------------------------------------------------------
+
+    @property
+    def latent_dir(self) -> Path:
+        """Latent's own state (caches, results, MLflow DB): ``[paths] latent_dir``."""
+        return self._local(self.settings.paths.latent_dir)
+
+    @property
+    def data_dir(self) -> Path:
+        """Default home of datasets: ``[paths] data_dir``."""
+        return self._local(self.settings.paths.data_dir)
+
+    @property
+    def cache_dir(self) -> Path:
+        """Where checkpoints and the disk cache live."""
+        return self.latent_dir / "cache"
+
+    @property
+    def results_storage(self) -> str:
+        """Where task results are persisted; a local path or an fsspec URL."""
+        configured = self.settings.cache.result_storage
+        if configured is None:
+            return str(self.latent_dir / "results")
+        return configured if _storage.is_url(configured) else str(self._local(configured))
+
+    @property
+    def tracking_uri(self) -> str:
+        """MLflow URI: env MLFLOW_TRACKING_URI > [mlflow] tracking_uri > .latent/mlflow.db."""
+        return (
+            os.environ.get("MLFLOW_TRACKING_URI")
+            or self.settings.mlflow.tracking_uri
+            or f"sqlite:///{self.latent_dir}/mlflow.db"
+        )
+
+    def _local(self, path: str) -> Path:
+        candidate = Path(path).expanduser()
+        return candidate if candidate.is_absolute() else self.root / candidate
+
+    # -- flows -------------------------------------------------------------------------
+
+    def flow_names(self) -> list[str]:
+        """Flow directories under ``flows/`` (hidden and ``_private`` ones skipped), sorted."""
+        flows = self.root / "flows"
+        if not flows.is_dir():
+            return []
+        return sorted(
+            p.name for p in flows.iterdir() if p.is_dir() and not p.name.startswith((".", "_"))
+        )
+
+    def flow_dir(self, flow: str) -> Path:
+        """``flows/<flow>`` (whether or not it exists)."""
+        return self.root / "flows" / flow
+
+    def has_flow(self, flow: str) -> bool:
+        """Whether ``flows/<flow>/`` exists."""
+        return bool(flow) and "/" not in flow and "\\" not in flow and self.flow_dir(flow).is_dir()
+
+    def require_flow(self, flow: str) -> Path | None:
+        """The flow's directory; None for an ad-hoc flow in a project without flows.
+
+        Raises FlowNotFoundError when the project is configured, has ``flows/`` and the flow's
+        directory is missing: there a missing directory is almost always a typo.
+        """
+        if self.has_flow(flow):
+            return self.flow_dir(flow)
+        if self.is_configured and (self.root / "flows").is_dir():
+            names = self.flow_names()
+            raise FlowNotFoundError(
+                f"Flow {flow!r} has no directory {self.flow_dir(flow)}. Flows in this project: "
+                f"{listing(names)}.{did_you_mean(flow, names)} Fix the flow name (it must match "
+                f"its directory under flows/) or create flows/{flow}/parameters.yaml."
+            )
+        return None
+
+    # -- parameters --------------------------------------------------------------------
+
+    def parameters(
+        self, flow: str, overrides: Mapping[str, Any] | Sequence[str] | None = None
+    ) -> dict[str, Any]:
+        """Merged parameters: global.yaml < flows/<flow>/parameters.yaml < overrides, then env.
+
+        Overrides are a mapping (dotted keys allowed) or ``"a.b=value"`` strings; ``a.b``
+        replaces that leaf only. ``${env:NAME}`` / ``${env:NAME,default}`` are then filled in.
+        Returns fresh plain dicts the caller may mutate.
+        """
+        flow_dir = self.require_flow(flow)
+        merged = deep_merge(
+            read_yaml_mapping(self.root / "config" / "global.yaml"),
+            read_yaml_mapping(flow_dir / "parameters.yaml") if flow_dir else {},
+        )
+        merged = apply_overrides(merged, parse_overrides(overrides))
+        where = f"parameters of flow {flow!r} (config/global.yaml, flows/{flow}/parameters.yaml)"
+        # interpolate_env rebuilds every dict and list, so the file cache is never shared out.
+        result: dict[str, Any] = interpolate_env(merged, where)
+        return result
+
+    def other_flow_parameters(self, flow: str) -> dict[str, Any] | None:
+        """Another flow's merged file parameters (no overrides), or None if it has no directory.
+
+        Cached per process and re-read when global.yaml or its parameters.yaml changes. The
+        dict is shared: treat it as read-only.
+        """
+        if not self.has_flow(flow):
+            return None
+        stamps = (
+            file_stamp(self.root / "config" / "global.yaml"),
+            file_stamp(self.flow_dir(flow) / "parameters.yaml"),
+        )
+        hit = self._other_flows.get(flow)
+        if hit is not None and hit[0] == stamps:
+            return hit[1]
+        values = self.parameters(flow)
+        self._other_flows[flow] = (stamps, values)
+        return values
+
+    def validate(
+        self, flow: str, parameters: Mapping[str, Any], schema: type[BaseModel]
+    ) -> BaseModel:
+        """Validate parameters against the flow's ``config_schema``.
+
+        Raises ConfigValidationError (a ValueError) with one ``  field: message`` line per problem.
+        """
+        try:
+            return schema.model_validate(dict(parameters))
+        except ValidationError as exc:
+            problems = [
+                (
+                    ".".join(str(part) for part in error["loc"]) or "(parameters)",
+                    f"{error['msg']} (type={error['type']})",
+                )
+                for error in exc.errors()
+            ]
+            raise ConfigValidationError(flow, problems) from exc
+
+    # -- catalog -----------------------------------------------------------------------
+
+    def catalog(self, flow: str) -> Catalog:
+        """The flow's data catalog (config/catalog.yaml under flows/<flow>/catalog.yaml)."""
+        from latent.config.catalog import Catalog
+
+        return Catalog(self, flow)
+
+    def resolve_filepath(self, filepath: str, dataset: str, source: str) -> str:
+        """A catalog filepath as an absolute local path (or the URL as given).
+
+        Relative paths are relative to the root and may not leave it through ``..``.
+        """
+        if _storage.is_url(filepath):
+            return filepath
+        path = Path(filepath).expanduser()
+        if path.is_absolute():
+            return os.path.normpath(path)
+        resolved = os.path.normpath(self.root / path)
+        if not _inside(resolved, self.root):
+            raise DatasetError(
+                f"Dataset {dataset!r} in {source}: filepath {filepath!r} leaves the project root "
+                f"{self.root} through '..'. Use a path inside the project, or an absolute path "
+                "if the data really lives elsewhere."
+            )
+        return resolved
+
+    def default_dataset_path(self, flow: str, name: str, extension: str) -> str:
+        """``data/<flow>/<name>.<extension>``, refusing names that climb out through ``..``."""
+        base = self.data_dir / flow
+        resolved = os.path.normpath(base / f"{name}.{extension}")
+        if not _inside(resolved, base):
+            raise DatasetError(
+                f"Dataset name {name!r} (flow {flow!r}) leaves {base} through '..'. Use a plain "
+                "name, or declare the dataset with an explicit filepath in the catalog."
+            )
+        return resolved
+
+
+def _inside(path: str, root: Path) -> bool:
+    root_text = os.path.normpath(root)
+    return path == root_text or path.startswith(root_text.rstrip(os.sep) + os.sep)
+
+
+def _find_root(cwd: Path, source_file: str | Path | None) -> Path:
+    env_root = os.environ.get("LATENT_PROJECT_ROOT")
+    if env_root:
+        return (cwd / Path(env_root).expanduser()).resolve()
+    cwd = cwd.resolve()
+    found = _nearest_configured(cwd)
+    if found is None and source_file is not None:
+        source = Path(source_file).expanduser()
+        source = (cwd / source).resolve()
+        found = _nearest_configured(source if source.is_dir() else source.parent)
+    return found or cwd
+
+
+def _nearest_configured(start: Path) -> Path | None:
+    for directory in (start, *start.parents):
+        if (directory / "config" / "latent.toml").is_file():
+            return directory
+    return None

@@ -1,0 +1,181 @@
+"""Project settings from ``config/latent.toml``, validated by Pydantic.
+
+Unknown keys are rejected (a typo such as ``expiry`` for ``expiration`` would otherwise be
+silently ignored). Two environment variables override the file: ``LATENT_ENVIRONMENT`` and
+``LATENT_MLFLOW_ENABLED``; ``MLFLOW_TRACKING_URI`` is honoured by ``Project.tracking_uri``.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from datetime import timedelta
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from latent.config._files import read_toml
+from latent.config._suggest import did_you_mean
+from latent.config.errors import ConfigFileError
+
+__all__ = [
+    "CacheSettings",
+    "MlflowSettings",
+    "PathsSettings",
+    "PrefectSettings",
+    "Settings",
+    "parse_duration",
+]
+
+_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)\s*(w|d|h|m|s)", re.IGNORECASE)
+_DURATION_FULL = re.compile(r"\s*(?:\d+(?:\.\d+)?\s*[wdhms]\s*)+", re.IGNORECASE)
+_UNITS = {"w": "weeks", "d": "days", "h": "hours", "m": "minutes", "s": "seconds"}
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off", ""}
+
+
+def parse_duration(value: Any) -> Any:
+    """Turn ``3600`` (seconds), ``"7d"``, ``"12h"``, ``"30m"`` or ``"1d12h"`` into a timedelta.
+
+    Anything else is returned unchanged for Pydantic to parse (a timedelta, ``"P7D"``).
+    """
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, int | float):
+        return timedelta(seconds=value)
+    if isinstance(value, str):
+        text = value.strip()
+        if text.isdigit():
+            return timedelta(seconds=int(text))
+        if _DURATION_FULL.fullmatch(text):
+            parts: dict[str, float] = {}
+            for amount, unit in _DURATION_PART.findall(text):
+                name = _UNITS[unit.lower()]
+                parts[name] = parts.get(name, 0.0) + float(amount)
+            return timedelta(**parts)
+    return value
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, defer_build=True)
+
+
+class PathsSettings(_Section):
+    """``[paths]``: where data and Latent's own state live, relative to the project root."""
+
+    data_dir: str = "data"
+    latent_dir: str = ".latent"
+
+
+class CacheSettings(_Section):
+    """``[cache]``: default task-cache expiration and where task results are stored."""
+
+    expiration: timedelta = timedelta(days=7)
+    result_storage: str | None = None
+
+    @field_validator("expiration", mode="before")
+    @classmethod
+    def _parse_expiration(cls, value: Any) -> Any:
+        return parse_duration(value)
+
+    @field_validator("expiration")
+    @classmethod
+    def _positive(cls, value: timedelta) -> timedelta:
+        if value <= timedelta(0):
+            raise ValueError("must be a positive duration such as 7d, 12h, 30m or 3600")
+        return value
+
+
+class MlflowSettings(_Section):
+    """``[mlflow]``: tracking on/off, tracking URI and an experiment-name prefix."""
+
+    enabled: bool = True
+    tracking_uri: str | None = None
+    experiment_prefix: str = ""
+
+
+class PrefectSettings(_Section):
+    """``[prefect]``: runner knobs; ``max_in_flight=None`` lets latent-prefect size to the host."""
+
+    heartbeat: bool = False
+    max_in_flight: int | None = Field(default=None, ge=1)
+
+
+class Settings(_Section):
+    """Everything in ``config/latent.toml``; every field has a default, so the file is optional."""
+
+    environment: Literal["dev", "development", "production"] = "production"
+    paths: PathsSettings = Field(default_factory=PathsSettings)
+    cache: CacheSettings = Field(default_factory=CacheSettings)
+    mlflow: MlflowSettings = Field(default_factory=MlflowSettings)
+    prefect: PrefectSettings = Field(default_factory=PrefectSettings)
+
+    @property
+    def is_dev(self) -> bool:
+        """True in ``dev``/``development`` (enables checkpoints and other dev-only helpers)."""
+        return self.environment in ("dev", "development")
+
+    @classmethod
+    def load(cls, path: Path) -> Settings:
+        """Read ``path`` (missing file = defaults), apply environment overrides, validate.
+
+        Raises ConfigFileError naming the file and key for syntax errors, unknown keys and
+        invalid values.
+        """
+        data = _with_env_overrides(dict(read_toml(path)))
+        try:
+            return cls.model_validate(data)
+        except ValidationError as exc:
+            raise ConfigFileError(_settings_message(path, exc)) from exc
+
+
+def _with_env_overrides(data: dict[str, Any]) -> dict[str, Any]:
+    environment = os.environ.get("LATENT_ENVIRONMENT")
+    if environment is not None and environment.strip():
+        value = environment.strip().lower()
+        if value not in ("dev", "development", "production"):
+            raise ConfigFileError(
+                f"LATENT_ENVIRONMENT={environment!r} is not one of 'dev', 'development', "
+                "'production'. Set it to one of these or unset it."
+            )
+        data["environment"] = value
+    enabled = os.environ.get("LATENT_MLFLOW_ENABLED")
+    if enabled is not None:
+        flag = enabled.strip().lower()
+        if flag not in _TRUE | _FALSE:
+            raise ConfigFileError(
+                f"LATENT_MLFLOW_ENABLED={enabled!r} is not a boolean. Use 1/true or 0/false."
+            )
+        mlflow = dict(data.get("mlflow") or {})
+        mlflow["enabled"] = flag in _TRUE
+        data["mlflow"] = mlflow
+    return data
+
+
+def _settings_message(path: Path, exc: ValidationError) -> str:
+    lines = [f"{path}: invalid settings:"]
+    for error in exc.errors():
+        loc = [str(part) for part in error["loc"]]
+        key = ".".join(loc)
+        if error["type"] == "extra_forbidden":
+            known = _known_keys(loc[:-1])
+            section = f"[{'.'.join(loc[:-1])}]" if len(loc) > 1 else "the top level"
+            hint = did_you_mean(loc[-1], known)
+            lines.append(
+                f"  {key}: unknown key in {section}; known keys: {', '.join(known)}.{hint}"
+            )
+        else:
+            lines.append(f"  {key}: {error['msg']}")
+    lines.append(f"Fix or remove these keys in {path}.")
+    return "\n".join(lines)
+
+
+def _known_keys(loc: list[str]) -> list[str]:
+    model: Any = Settings
+    for part in loc:
+        field = model.model_fields.get(part)
+        if field is None or not isinstance(field.annotation, type):
+            return []
+        model = field.annotation
+    return sorted(model.model_fields)

@@ -1,0 +1,41 @@
+"""latent.observe: what a user looks at to understand a run.
+
+Flow-aware logging, MLflow runs / spans / metrics that degrade to one warning when MLflow is
+missing or unreachable, bounded summaries of values, and `TaskExecutionError`. It knows nothing
+of Prefect: latent-prefect feeds it names and values through these functions.
+"""
+
+from latent.observe._logging import (
+    FlowLogger,
+    bind_names,
+    current_names,
+    get_flow_logger,
+    logger,
+    set_logger_provider,
+)
+from latent.observe._settings import configure_tracking, tracking_warnings
+from latent.observe._spans import SPAN_TYPES, SpanHandle, span, validate_span_type
+from latent.observe._summary import redact, summarize
+from latent.observe._tracking import FlowRunHandle, flow_run, record_task
+from latent.observe.errors import TaskExecutionError
+
+__all__ = [
+    "SPAN_TYPES",
+    "FlowLogger",
+    "FlowRunHandle",
+    "SpanHandle",
+    "TaskExecutionError",
+    "bind_names",
+    "configure_tracking",
+    "current_names",
+    "flow_run",
+    "get_flow_logger",
+    "logger",
+    "record_task",
+    "redact",
+    "set_logger_provider",
+    "span",
+    "summarize",
+    "tracking_warnings",
+    "validate_span_type",
+]

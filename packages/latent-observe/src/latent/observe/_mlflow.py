@@ -1,0 +1,202 @@
+"""The one place that talks to MLflow; everything else degrades through `TrackingUnavailable`.
+
+MLflow is imported lazily (it takes seconds). Runs, params and metrics go through an explicit
+`MlflowClient` bound to a tracking URI, never through MLflow's fluent "active run", which is
+thread-local (MLflow #15131): worker threads then log to the right run. Spans use
+`start_span_no_context` with an explicit parent for the same reason, and are also set as
+MLflow's current span so user code calling `mlflow.start_span` (or an autolog) nests under them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any, ClassVar
+from urllib.parse import unquote, urlparse
+
+# MLflow's own limits (mlflow.utils.validation); log_batch rejects more per call.
+MAX_PARAM_VALUE_LEN = 6000
+MAX_PARAM_KEY_LEN = 250
+MAX_TAG_VALUE_LEN = 8000
+MAX_PARAMS_PER_BATCH = 100
+MAX_METRICS_PER_BATCH = 1000
+SOURCE_RUN_METADATA = "mlflow.sourceRun"
+
+
+class TrackingUnavailable(Exception):
+    """MLflow cannot record this run; the message says why and how to fix it."""
+
+
+def import_mlflow() -> Any:
+    try:
+        import mlflow
+    except ImportError as exc:
+        raise TrackingUnavailable(
+            f"MLflow is not installed ({exc}); install latent-observe with its dependencies "
+            "(`pip install latent-observe`) or disable tracking with LATENT_MLFLOW_ENABLED=0"
+        ) from exc
+    return mlflow
+
+
+def check_reachable(tracking_uri: str, timeout_s: float) -> None:
+    """Fail fast (within `timeout_s`) when an HTTP tracking server does not answer.
+
+    MLflow's own client retries for minutes; a flow must not wait that long to learn that the
+    server is down. Local stores (sqlite, file) need no check.
+    """
+    if not tracking_uri.startswith(("http://", "https://")):
+        return
+    url = tracking_uri.rstrip("/") + "/health"
+    try:
+        with urllib.request.urlopen(url, timeout=timeout_s) as response:
+            if response.status == 200:
+                return
+            problem = f"HTTP {response.status}"
+    except (urllib.error.URLError, OSError, ValueError) as exc:
+        problem = str(getattr(exc, "reason", exc))
+    raise TrackingUnavailable(
+        f"MLflow tracking server {tracking_uri} did not answer within {timeout_s:g}s ({problem}); "
+        "start it (`mlflow server`), fix [mlflow] tracking_uri, or set LATENT_MLFLOW_ENABLED=0"
+    )
+
+
+def ensure_sqlite_dir(tracking_uri: str) -> None:
+    """Create the directory of a ``sqlite:///`` store: `.latent/` may not exist yet."""
+    if not tracking_uri.startswith("sqlite:///"):
+        return
+    path = unquote(urlparse(tracking_uri).path)
+    if path and path != "/:memory:":
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+
+
+class Backend:
+    """MLflow for one tracking URI: experiments, runs, batches, spans. Process-wide, cached."""
+
+    _cache: ClassVar[dict[str, Backend]] = {}
+    _cache_lock: ClassVar[threading.Lock] = threading.Lock()
+
+    def __init__(self, tracking_uri: str) -> None:
+        self.mlflow = import_mlflow()
+        self.tracking_uri = tracking_uri
+        ensure_sqlite_dir(tracking_uri)
+        self.client = self.mlflow.MlflowClient(tracking_uri=tracking_uri)
+        self._experiments: dict[str, str] = {}
+        self._lock = threading.Lock()
+
+    @classmethod
+    def for_uri(cls, tracking_uri: str | None, timeout_s: float) -> Backend:
+        """The backend for `tracking_uri` (MLflow's default when None), after a bounded check."""
+        uri = tracking_uri or import_mlflow().get_tracking_uri()
+        check_reachable(uri, timeout_s)
+        with cls._cache_lock:
+            backend = cls._cache.get(uri)
+            if backend is None:
+                backend = cls._cache[uri] = cls(uri)
+        backend.use_for_traces()
+        return backend
+
+    def use_for_traces(self) -> None:
+        """Point MLflow's trace exporter (which only reads the global URI) at this store."""
+        if self.mlflow.get_tracking_uri() != self.tracking_uri:
+            self.mlflow.set_tracking_uri(self.tracking_uri)
+
+    def experiment_id(self, name: str) -> str:
+        with self._lock:
+            if name in self._experiments:
+                return self._experiments[name]
+            experiment = self.client.get_experiment_by_name(name)
+            if experiment is not None and experiment.lifecycle_stage == "deleted":
+                self.client.restore_experiment(experiment.experiment_id)
+            if experiment is None:
+                try:
+                    experiment_id = self.client.create_experiment(name)
+                except Exception:  # another process created it first
+                    found = self.client.get_experiment_by_name(name)
+                    if found is None:
+                        raise
+                    experiment_id = found.experiment_id
+            else:
+                experiment_id = experiment.experiment_id
+            self._experiments[name] = experiment_id
+            return experiment_id
+
+    def start_run(
+        self, experiment_id: str, run_name: str, tags: Mapping[str, str], parent_run_id: str | None
+    ) -> str:
+        all_tags = {key: value[:MAX_TAG_VALUE_LEN] for key, value in tags.items()}
+        if parent_run_id:
+            all_tags["mlflow.parentRunId"] = parent_run_id
+        run = self.client.create_run(experiment_id, run_name=run_name, tags=all_tags)
+        return str(run.info.run_id)
+
+    def log_params(self, run_id: str, params: Mapping[str, str]) -> None:
+        from mlflow.entities import Param
+
+        items = [Param(key, value) for key, value in params.items()]
+        for start in range(0, len(items), MAX_PARAMS_PER_BATCH):
+            self.client.log_batch(run_id, params=items[start : start + MAX_PARAMS_PER_BATCH])
+
+    def log_metrics(self, run_id: str, metrics: Sequence[tuple[str, float, int, int]]) -> None:
+        """Log (key, value, timestamp_ms, step) tuples in as few calls as MLflow allows."""
+        from mlflow.entities import Metric
+
+        items = [Metric(key, value, timestamp, step) for key, value, timestamp, step in metrics]
+        for start in range(0, len(items), MAX_METRICS_PER_BATCH):
+            self.client.log_batch(run_id, metrics=items[start : start + MAX_METRICS_PER_BATCH])
+
+    def end_run(self, run_id: str, *, failed: bool) -> None:
+        self.client.set_terminated(run_id, "FAILED" if failed else "FINISHED")
+
+    def start_span(
+        self,
+        name: str,
+        span_type: str,
+        *,
+        parent: Any,
+        inputs: Any,
+        attributes: Mapping[str, Any],
+        experiment_id: str | None = None,
+        run_id: str | None = None,
+    ) -> Any:
+        """Start a span under `parent` (a new trace linked to `run_id` when parent is None)."""
+        metadata = {SOURCE_RUN_METADATA: run_id} if parent is None and run_id else None
+        return self.mlflow.start_span_no_context(
+            name,
+            span_type=span_type,
+            parent_span=parent,
+            inputs=inputs,
+            attributes=dict(attributes),
+            metadata=metadata,
+            experiment_id=experiment_id if parent is None else None,
+        )
+
+    @contextlib.contextmanager
+    def current_span(self, span: Any) -> Iterator[None]:
+        """Make `span` MLflow's current span here, so `mlflow.start_span` calls nest under it."""
+        try:
+            from mlflow.tracing.provider import safe_set_span_in_context
+
+            manager = safe_set_span_in_context(span)
+        except Exception:
+            manager = contextlib.nullcontext()
+        with manager:
+            yield
+
+    @staticmethod
+    def end_span(span: Any, *, outputs: Any, error: BaseException | None) -> None:
+        if error is not None and isinstance(error, Exception):
+            span.record_exception(error)
+        span.end(outputs=outputs)
+
+    def flush_traces(self) -> None:
+        """Wait for MLflow's background trace writer, so a finished run can be read back."""
+        self.mlflow.flush_trace_async_logging()
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)

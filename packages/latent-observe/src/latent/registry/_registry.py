@@ -1,0 +1,194 @@
+"""`TaskRegistry`: the process-wide record of flows, their tasks and their datasets."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import tempfile
+import threading
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any, ClassVar, TextIO
+
+from latent.registry._render import render_ascii, render_dot, render_mermaid
+from latent.registry.errors import RegistryFileError
+
+FORMAT_VERSION = 1
+
+
+def _union(existing: list[str], new: Iterable[str]) -> None:
+    """Append the names of `new` not yet in `existing`, keeping first-seen order."""
+    for name in new:
+        if name not in existing:
+            existing.append(name)
+
+
+class TaskRegistry:
+    """Flows, their tasks in first-call order, and each task's input/output datasets.
+
+    Class-level and thread-safe: every flow and task in the process registers here (latent-prefect
+    does it on each call; registering again is a no-op that only adds new datasets). Snapshot with
+    `to_dict()` / `save()` so a later process can `load()` and draw the pipeline.
+    """
+
+    _flows: ClassVar[dict[str, dict[str, Any]]] = {}
+    _lock: ClassVar[threading.RLock] = threading.RLock()
+
+    @classmethod
+    def register_flow(
+        cls,
+        flow: str,
+        *,
+        inputs: Sequence[str] = (),
+        outputs: Sequence[str] = (),
+        parent: str | None = None,
+    ) -> None:
+        """Record a flow (idempotent): its catalog inputs/outputs and, for a subflow, its parent."""
+        with cls._lock:
+            entry = cls._flow(flow)
+            _union(entry["inputs"], inputs)
+            _union(entry["outputs"], outputs)
+            if parent is not None and parent != flow:
+                entry["parent"] = parent
+
+    @classmethod
+    def register_task(
+        cls, flow: str, task: str, *, inputs: Sequence[str] = (), outputs: Sequence[str] = ()
+    ) -> None:
+        """Record a task of `flow` in first-call order (idempotent; new datasets are added)."""
+        with cls._lock:
+            tasks = cls._flow(flow)["tasks"]
+            entry = next((item for item in tasks if item["name"] == task), None)
+            if entry is None:
+                entry = {"name": task, "inputs": [], "outputs": []}
+                tasks.append(entry)
+            _union(entry["inputs"], inputs)
+            _union(entry["outputs"], outputs)
+
+    @classmethod
+    def _flow(cls, flow: str) -> dict[str, Any]:
+        entry = cls._flows.get(flow)
+        if entry is None:
+            entry = cls._flows[flow] = {"inputs": [], "outputs": [], "parent": None, "tasks": []}
+        return entry
+
+    # -- drawings --------------------------------------------------------------------------------
+
+    @classmethod
+    def render_ascii(cls, *, emoji: bool = True) -> str:
+        """The spec's "Canopy Pipeline Topology" tree; `emoji=False` for plain terminals."""
+        return render_ascii(cls.to_dict(), emoji=emoji)
+
+    @classmethod
+    def print_ascii(cls, *, emoji: bool = True, file: TextIO | None = None) -> None:
+        """Print `render_ascii()` to `file` (stdout by default)."""
+        print(cls.render_ascii(emoji=emoji), end="", file=file or sys.stdout)
+
+    @classmethod
+    def to_mermaid(cls) -> str:
+        """The whole project as a Mermaid flowchart, with cross-flow dataset edges."""
+        return render_mermaid(cls.to_dict())
+
+    @classmethod
+    def to_dot(cls) -> str:
+        """The whole project as Graphviz DOT, with cross-flow dataset edges."""
+        return render_dot(cls.to_dict())
+
+    # -- snapshots -------------------------------------------------------------------------------
+
+    @classmethod
+    def to_dict(cls) -> dict[str, Any]:
+        """A JSON-able deep copy: ``{"version": 1, "flows": {name: {inputs, outputs, parent,
+        tasks: [{name, inputs, outputs}]}}}``."""
+        with cls._lock:
+            return {"version": FORMAT_VERSION, "flows": json.loads(json.dumps(cls._flows))}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> None:
+        """Replace the registry's contents with a `to_dict()` snapshot."""
+        flows = _validated_flows(data, source="from_dict()")
+        with cls._lock:
+            cls._flows.clear()
+            cls._merge(flows)
+
+    @classmethod
+    def merge_dict(cls, data: dict[str, Any]) -> None:
+        """Add a snapshot's flows, tasks and datasets to what is registered (union, order kept)."""
+        flows = _validated_flows(data, source="merge_dict()")
+        with cls._lock:
+            cls._merge(flows)
+
+    @classmethod
+    def _merge(cls, flows: dict[str, Any]) -> None:
+        for name, flow in flows.items():
+            cls.register_flow(
+                name,
+                inputs=flow.get("inputs", ()),
+                outputs=flow.get("outputs", ()),
+                parent=flow.get("parent"),
+            )
+            for task in flow.get("tasks", ()):
+                cls.register_task(
+                    name,
+                    task["name"],
+                    inputs=task.get("inputs", ()),
+                    outputs=task.get("outputs", ()),
+                )
+
+    @classmethod
+    def save(cls, path: str | os.PathLike[str]) -> None:
+        """Write `to_dict()` as JSON atomically (temp file + rename: no reader sees half a file)."""
+        target = Path(path)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        text = json.dumps(cls.to_dict(), indent=2, ensure_ascii=False)
+        fd, temp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as handle:
+                handle.write(text)
+            os.replace(temp, target)
+        except BaseException:
+            Path(temp).unlink(missing_ok=True)
+            raise
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str]) -> None:
+        """Replace the registry's contents with a file written by `save()`."""
+        source = Path(path)
+        try:
+            data = json.loads(source.read_text(encoding="utf-8"))
+        except json.JSONDecodeError as exc:
+            raise RegistryFileError(
+                f"Registry file {source} is not valid JSON ({exc}); delete it or re-save it"
+            ) from exc
+        flows = _validated_flows(data, source=str(source))
+        with cls._lock:
+            cls._flows.clear()
+            cls._merge(flows)
+
+    @classmethod
+    def clear(cls) -> None:
+        """Forget every flow and task (tests, or before loading another project's registry)."""
+        with cls._lock:
+            cls._flows.clear()
+
+
+def _validated_flows(data: Any, *, source: str) -> dict[str, Any]:
+    flows = data.get("flows") if isinstance(data, dict) else None
+    problem = None
+    if not isinstance(flows, dict):
+        problem = 'no "flows" mapping'
+    else:
+        for name, flow in flows.items():
+            tasks = flow.get("tasks", []) if isinstance(flow, dict) else None
+            if not isinstance(tasks, list) or not all(
+                isinstance(task, dict) and isinstance(task.get("name"), str) for task in tasks
+            ):
+                problem = f"flow {name!r} has no list of named tasks"
+                break
+    if problem:
+        raise RegistryFileError(
+            f"Registry data from {source} is not a TaskRegistry snapshot ({problem}); "
+            "write it with TaskRegistry.save() / to_dict()"
+        )
+    return flows  # type: ignore[return-value]

@@ -1,0 +1,215 @@
+"""`@flow`: a Prefect flow that runs inside its Latent project.
+
+Before the user's function runs, the flow finds its project, merges and validates parameters,
+binds `params` for this run, opens the MLflow run and its root span, and loads `input` datasets;
+after, it saves `output` datasets and the pipeline registry. Prefect's heartbeat thread is off by
+default (`[prefect] heartbeat = true` turns it on): on a local run it only adds a second per flow.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import json
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Generic, ParamSpec, TypeVar
+
+from prefect import Flow
+from pydantic import BaseModel
+
+from latent.config import Project, RunConfig, bind_run, current_run
+from latent.observe import bind_names, flow_run, logger
+from latent.prefect import _runtime
+from latent.prefect.errors import FlowDefinitionError, FlowOutputError
+from latent.registry import TaskRegistry
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+@dataclass(frozen=True)
+class FlowSpec:
+    """What `@flow(...)` was given."""
+
+    name: str
+    fn: Callable[..., Any]
+    input: tuple[str, ...]
+    output: tuple[str, ...]
+    config_schema: type[BaseModel] | None
+
+
+def flow(
+    name: str | Callable[..., Any] | None = None,
+    *,
+    input: Sequence[str] | None = None,
+    output: Sequence[str] | None = None,
+    config_schema: type[BaseModel] | None = None,
+    **flow_kwargs: Any,
+) -> Any:
+    """Make a function a Latent flow; `name` must match its directory under `flows/`."""
+    if callable(name):
+        return flow()(name)
+
+    def decorate(fn: Callable[P, R]) -> LatentFlow[P, R]:
+        spec = _make_spec(fn, name or fn.__name__, input, output, config_schema)
+        return LatentFlow(fn=_body(spec), name=spec.name, spec=spec, **flow_kwargs)
+
+    return decorate
+
+
+def _make_spec(
+    fn: Callable[..., Any],
+    name: str,
+    input: Sequence[str] | None,
+    output: Sequence[str] | None,
+    config_schema: type[BaseModel] | None,
+) -> FlowSpec:
+    if isinstance(input, str) or isinstance(output, str):
+        raise FlowDefinitionError(
+            f"@flow('{name}'): input= and output= take lists of dataset names, "
+            f"e.g. input=['{input or output}']"
+        )
+    if config_schema is not None and not (
+        isinstance(config_schema, type) and issubclass(config_schema, BaseModel)
+    ):
+        raise FlowDefinitionError(
+            f"@flow('{name}'): config_schema must be a pydantic BaseModel class, "
+            f"got {config_schema!r}"
+        )
+    inputs = tuple(input or ())
+    n_params = len(inspect.signature(fn).parameters)
+    if len(inputs) > n_params:
+        raise FlowDefinitionError(
+            f"@flow('{name}'): {len(inputs)} input datasets but {fn.__name__}() takes "
+            f"{n_params} parameters; inputs are passed positionally, one parameter each"
+        )
+    return FlowSpec(name, fn, inputs, tuple(output or ()), config_schema)
+
+
+def _body(spec: FlowSpec) -> Callable[..., Any]:
+    @functools.wraps(spec.fn)
+    def body(*args: Any, **kwargs: Any) -> Any:
+        return _run_flow_body(spec, args, kwargs)
+
+    sig = inspect.signature(spec.fn)
+    n = len(spec.input)
+    params = [
+        p.replace(default=None) if i < n and p.default is p.empty else p
+        for i, p in enumerate(sig.parameters.values())
+    ]
+    body.__signature__ = sig.replace(parameters=params)  # type: ignore[attr-defined]
+    return body
+
+
+def _run_flow_body(spec: FlowSpec, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    outer = current_run()
+    project = outer.project if outer else _runtime.project_for(spec.fn)
+    run = _make_run(spec, project)
+    TaskRegistry.register_flow(
+        spec.name,
+        inputs=list(spec.input),
+        outputs=list(spec.output),
+        parent=outer.flow if outer else None,
+    )
+    with bind_run(run), bind_names(flow=spec.name, task=None):
+        with flow_run(spec.name, run.parameters):
+            bound = inspect.signature(spec.fn).bind_partial(*args, **kwargs)
+            _load_inputs(spec, run, bound)
+            result = spec.fn(*bound.args, **bound.kwargs)
+            _save_outputs(spec, run, result)
+    if outer is None:
+        _save_registry(project)
+    return result
+
+
+def _make_run(spec: FlowSpec, project: Project) -> RunConfig:
+    """Parameters merged and validated before any task runs."""
+    parameters = project.parameters(spec.name, _runtime.overrides_for(spec.name))
+    typed = (
+        project.validate(spec.name, parameters, spec.config_schema)
+        if spec.config_schema is not None
+        else None
+    )
+    return RunConfig(
+        flow=spec.name,
+        parameters=parameters,
+        typed=typed,
+        project=project,
+        catalog=project.catalog(spec.name),
+    )
+
+
+def _load_inputs(spec: FlowSpec, run: RunConfig, bound: inspect.BoundArguments) -> None:
+    names = list(inspect.signature(spec.fn).parameters)
+    for param, dataset in zip(names, spec.input, strict=False):
+        if bound.arguments.get(param) is None:
+            logger.info(f"Loading input '{dataset}'")
+            bound.arguments[param] = run.catalog.get(dataset).load()
+
+
+def _save_outputs(spec: FlowSpec, run: RunConfig, result: Any) -> None:
+    for name, value in _split_outputs(spec, result).items():
+        catalog = run.catalog
+        dataset = catalog.get(name) if catalog.has(name) else catalog.default_for(name, value)
+        dataset.save(value)
+        logger.info(f"Saved output '{name}'")
+
+
+def _split_outputs(spec: FlowSpec, result: Any) -> dict[str, Any]:
+    if not spec.output:
+        return {}
+    if len(spec.output) == 1:
+        return {spec.output[0]: result}
+    if isinstance(result, Mapping) and set(spec.output) <= set(result):
+        return {name: result[name] for name in spec.output}
+    if isinstance(result, (tuple, list)) and len(result) == len(spec.output):
+        return dict(zip(spec.output, result, strict=True))
+    raise FlowOutputError(
+        f"Flow '{spec.name}' declares outputs {list(spec.output)} but returned "
+        f"{type(result).__name__}; return a tuple/list of {len(spec.output)} values in that "
+        f"order, or a dict with those keys"
+    )
+
+
+def _save_registry(project: Project) -> None:
+    """Merge this process's registry into `.latent/registry.json` so `latent registry` sees it."""
+    path = project.latent_dir / "registry.json"
+    try:
+        current = TaskRegistry.to_dict()
+        if path.exists():
+            TaskRegistry.load(path)
+            TaskRegistry.merge_dict(current)
+        TaskRegistry.save(path)
+    except (OSError, ValueError, json.JSONDecodeError) as exc:
+        logger.warning(f"Could not save the pipeline registry to {path}: {exc}")
+
+
+class LatentFlow(Flow[P, R], Generic[P, R]):
+    """A Prefect `Flow` that runs in its Latent project (see the module docstring)."""
+
+    def __init__(self, *args: Any, spec: FlowSpec | None = None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.spec = spec
+        # Results go to the project's storage unless the user chose a place.
+        self._storage_from_project = kwargs.get("result_storage") is None
+
+    def with_options(self, **kwargs: Any) -> LatentFlow[P, R]:
+        new = super().with_options(**kwargs)
+        assert isinstance(new, LatentFlow)
+        new.spec = self.spec
+        new._storage_from_project = self._storage_from_project and "result_storage" not in kwargs
+        return new
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings
+
+        outer = current_run()
+        project = outer.project if outer else _runtime.project_for(self.fn)
+        if self._storage_from_project:
+            self.result_storage = _runtime.result_filesystem(project)
+        if project.settings.prefect.heartbeat:
+            return super().__call__(*args, **kwargs)
+        with temporary_settings(updates={PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}):
+            return super().__call__(*args, **kwargs)
+

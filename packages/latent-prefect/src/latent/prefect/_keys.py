@@ -1,0 +1,201 @@
+"""Cache keys for Latent tasks, and the Prefect `CachePolicy` that hands them to Prefect.
+
+The key is latent-cache's: file-based when the task loads a catalog `input` itself (content
+fingerprints of the dataset's files + code signature + cross-flow reference), row-level otherwise
+(task name + code signature + stable hash of each argument). Two things are added here because only
+a run knows them:
+
+- the `params` keys the task read last time it ran, with their current values, so that changing a
+  parameter invalidates exactly the tasks that read it;
+- a deleted `output` dataset: no key, so the task runs and writes it again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+import warnings
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any
+
+from prefect.cache_policies import CachePolicy
+
+from latent.cache import (
+    UnhashableError,
+    file_cache_key,
+    fingerprint_paths,
+    row_cache_key,
+    stable_hash,
+)
+from latent.config import DatasetError, DatasetNotFoundError, Project, current_run, params
+
+if TYPE_CHECKING:
+    from prefect.context import TaskRunContext
+
+    from latent.prefect._task import TaskSpec
+
+_READS_PREFIX = "reads:"
+_ENTRY_PREFIX = "entry:"
+
+_warned: set[str] = set()
+_warned_lock = threading.Lock()
+
+
+@dataclass(frozen=True)
+class KeyParts:
+    """A computed key and what it was made of (the base, and the params it covers)."""
+
+    key: str
+    base: str
+    reads: tuple[str, ...]
+    fresh: bool = False  # the output dataset is missing: run even if a result is stored
+
+
+def compute(spec: TaskSpec, project: Project, parameters: dict[str, Any]) -> KeyParts | None:
+    """The cache key of one call, or None when this call must run uncached."""
+    base = _base_key(spec, project, parameters)
+    if base is None:
+        return None
+    from latent.prefect._runtime import task_index
+
+    reads = task_index(project).get(_READS_PREFIX + base, default=())
+    reads = tuple(reads) if isinstance(reads, (list, tuple)) else ()
+    fresh = not _output_present(spec, project)
+    return KeyParts(key=with_reads(base, reads), base=base, reads=reads, fresh=fresh)
+
+
+def with_reads(base: str, reads: tuple[str, ...]) -> str:
+    """The base key extended by the current values of the params a task reads."""
+    if not reads:
+        return base
+    digest = hashlib.md5(base.encode(), usedforsecurity=False)
+    for name in sorted(reads):
+        digest.update(b"\0" + name.encode() + b"=" + _param_hash(name).encode())
+    return digest.hexdigest()
+
+
+def remember_reads(project: Project, base: str, reads: tuple[str, ...]) -> None:
+    from latent.prefect._runtime import task_index
+
+    task_index(project).set(_READS_PREFIX + base, sorted(reads))
+
+
+def remember_entry(project: Project, key: str, flow: str | None, task: str) -> None:
+    """Note which task made a cached result, for `latent cache list/clear --task`."""
+    from latent.prefect._runtime import task_index
+
+    task_index(project).set(_ENTRY_PREFIX + key, {"flow": flow, "task": task}, function=task)
+
+
+def _param_hash(name: str) -> str:
+    value = params.get(name, None) if current_run() is not None else None
+    try:
+        return stable_hash(value)
+    except TypeError:
+        return "unhashable"
+
+
+def _base_key(spec: TaskSpec, project: Project, parameters: dict[str, Any]) -> str | None:
+    try:
+        if spec.input and parameters.get(spec.input_param) is None:
+            return _file_key(spec, project, parameters)
+        return row_cache_key(spec.name, (), parameters, spec.signature)
+    except UnhashableError as exc:
+        _warn_unhashable(spec.name, exc)
+        return None
+
+
+def _file_key(spec: TaskSpec, project: Project, parameters: dict[str, Any]) -> str | None:
+    assert spec.input is not None
+    catalog = _catalog(project)
+    try:
+        dataset = catalog.get(spec.input)
+        fingerprint = fingerprint_paths(dataset.paths(), index_dir=project.cache_dir)
+    except (DatasetError, DatasetNotFoundError, FileNotFoundError):
+        return None  # the task will run and report the missing input with its own clear error
+    rest = {k: v for k, v in parameters.items() if k != spec.input_param}
+    others = row_cache_key(spec.name, (), rest, spec.signature)
+    refs = (spec.input,) if "." in spec.input else ()
+    return file_cache_key([fingerprint, others], spec.signature, refs)
+
+
+def _output_present(spec: TaskSpec, project: Project) -> bool:
+    if not spec.output:
+        return True
+    try:
+        return _catalog(project).get(spec.output).exists()
+    except (DatasetError, DatasetNotFoundError):
+        return False
+
+
+def _catalog(project: Project) -> Any:
+    run = current_run()
+    if run is not None:
+        return run.catalog
+    return project.catalog(None)
+
+
+def _warn_unhashable(task: str, exc: UnhashableError) -> None:
+    with _warned_lock:
+        if task in _warned:
+            return
+        _warned.add(task)
+    where = exc.path or "an argument"
+    warnings.warn(
+        f"Task '{task}' runs uncached: {where} of type '{exc.type_name}' cannot be hashed "
+        f"stably. Register a hasher with latent.cache.register_hasher({exc.type_name.split('.')[-1]}, fn) "
+        f"or pass cache=False to @task('{task}').",
+        RuntimeWarning,
+        stacklevel=2,
+    )
+
+
+@dataclass
+class LatentCachePolicy(CachePolicy):
+    """Prefect cache policy whose key comes from latent-cache (see the module docstring).
+
+    `compute_key` runs in the task's worker thread before the body; the parts of the key are kept
+    by task run id so that the body can extend the key once it knows which params it read.
+    """
+
+    spec: Any = None
+    project: Any = None
+
+    def compute_key(
+        self,
+        task_ctx: TaskRunContext,
+        inputs: dict[str, Any],
+        flow_parameters: dict[str, Any],
+        **kwargs: Any,
+    ) -> str | None:
+        project = self.project or _active_project()
+        parts = compute(self.spec, project, dict(inputs))
+        pending_keys[task_ctx.task_run.id] = parts
+        if parts is None:
+            return None
+        if parts.fresh:  # output deleted: drop the stored result so Prefect runs and rewrites
+            from latent.prefect._runtime import forget_result
+
+            forget_result(project, parts.key)
+        return parts.key
+
+
+def _active_project() -> Project:
+    run = current_run()
+    if run is None:
+        raise RuntimeError("Latent task keys need an active flow run")
+    return run.project
+
+
+# task run id -> key parts, filled by compute_key, taken by the body of the same task run.
+pending_keys: dict[Any, KeyParts | None] = {}
+
+
+def expiration_of(expire: timedelta | None) -> Any:
+    """A Prefect expiration datetime for a result written now, or None for never."""
+    if expire is None:
+        return None
+    from prefect.types._datetime import now
+
+    return now("UTC") + expire

@@ -1,0 +1,220 @@
+"""Where a run gets its project, and the one-time wiring of the other packages to it.
+
+latent-config finds the project; this module tells latent-cache (checkpoint directory and
+environment) and latent-observe (tracking URI, logger hook) about it, once per project root, and
+builds the Prefect result storage that task caching writes and the fast path reads.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import inspect
+import logging
+import os
+import threading
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+from latent.cache import CacheStore, configure_checkpoints
+from latent.config import Project, current_run
+from latent.observe import configure_tracking, set_logger_provider
+
+_configured: list[Project] = []  # the project the process is wired to (at most one)
+_configure_lock = threading.Lock()
+
+# `latent run --param k=v` hands overrides to the flow it runs, by flow name.
+_overrides: contextvars.ContextVar[Mapping[str, Sequence[str] | Mapping[str, Any]]] = (
+    contextvars.ContextVar("latent_param_overrides", default={})
+)
+
+
+def source_file(fn: Callable[..., Any]) -> str | None:
+    """The file a user function was defined in, which helps find its project."""
+    try:
+        return inspect.getsourcefile(fn)
+    except (TypeError, OSError):
+        return None
+
+
+def project_for(fn: Callable[..., Any]) -> Project:
+    """The project of the active run, else the one found from the cwd or `fn`'s file."""
+    run = current_run()
+    if run is not None:
+        return run.project
+    return prepare(Project.discover(source_file=source_file(fn)))
+
+
+def prepare(project: Project) -> Project:
+    """Wire latent-cache and latent-observe to `project` (again only when the project changed).
+
+    The wiring is process-wide: one process runs one project at a time (tests and notebooks
+    that switch projects get rewired on the switch).
+    """
+    if _configured and _configured[0] is project:
+        return project
+    with _configure_lock:
+        settings = project.settings
+        configure_checkpoints(environment=settings.environment, directory=project.cache_dir)
+        configure_tracking(
+            enabled=settings.mlflow.enabled,
+            tracking_uri=project.tracking_uri,
+            experiment_prefix=settings.mlflow.experiment_prefix,
+            environment=settings.environment,
+        )
+        set_logger_provider(_prefect_run_logger)
+        _configured[:] = [project]
+    return project
+
+
+def _prefect_run_logger() -> logging.Logger | logging.LoggerAdapter[logging.Logger] | None:
+    """Prefect's run logger when inside a Prefect run, so records show in Prefect's UI."""
+    from prefect.context import FlowRunContext, TaskRunContext
+    from prefect.logging import get_run_logger
+
+    if TaskRunContext.get() is None and FlowRunContext.get() is None:
+        return None
+    try:
+        return get_run_logger()
+    except Exception:
+        return None
+
+
+@lru_cache(maxsize=32)
+def _result_filesystem(location: str) -> Any:
+    """A Prefect filesystem block for a local directory or an fsspec URL."""
+    from prefect.filesystems import LocalFileSystem, RemoteFileSystem
+
+    if "://" in location and not location.startswith("file://"):
+        return RemoteFileSystem(basepath=location.rstrip("/"))
+    path = location.removeprefix("file://")
+    Path(path).mkdir(parents=True, exist_ok=True)
+    return LocalFileSystem(basepath=path)
+
+
+def result_filesystem(project: Project) -> Any:
+    """Where task results of `project` persist: Prefect writes there, the fast path reads there."""
+    return _result_filesystem(project.results_storage)
+
+
+@lru_cache(maxsize=32)
+def _result_store(location: str) -> Any:
+    from prefect.results import ResultStore
+
+    return ResultStore(result_storage=_result_filesystem(location), cache_result_in_memory=False)
+
+
+def result_store(project: Project) -> Any:
+    """A Prefect `ResultStore` on the project's result storage."""
+    return _result_store(project.results_storage)
+
+
+def forget_result(project: Project, key: str) -> None:
+    """Delete the stored result under `key`, if any (local directory or fsspec URL)."""
+    location = project.results_storage
+    if "://" in location and not location.startswith("file://"):
+        import fsspec
+
+        fs, base = fsspec.core.url_to_fs(location)
+        path = f"{base.rstrip('/')}/{key}"
+        if fs.exists(path):
+            fs.rm(path)
+        return
+    (Path(location.removeprefix("file://")) / key).unlink(missing_ok=True)
+
+
+@lru_cache(maxsize=32)
+def _task_index(directory: str) -> CacheStore:
+    return CacheStore(directory, default_expire=None)
+
+
+def task_index(project: Project) -> CacheStore:
+    """Small side store: which task made each cached result, and which params each task read."""
+    return _task_index(str(project.cache_dir / "tasks"))
+
+
+def max_in_flight(project: Project, task_limit: int | None) -> int:
+    """How many task runs one `.map` keeps in flight: per task, else latent.toml, else sized."""
+    if task_limit:
+        return task_limit
+    configured = project.settings.prefect.max_in_flight
+    if configured:
+        return configured
+    return max(8, 8 * (os.cpu_count() or 1))
+
+
+@contextmanager
+def param_overrides(flow: str, overrides: Sequence[str] | Mapping[str, Any]) -> Iterator[None]:
+    """Give `overrides` to the next run of `flow` in this context (used by `latent run`)."""
+    token = _overrides.set({**_overrides.get(), flow: overrides})
+    try:
+        yield
+    finally:
+        _overrides.reset(token)
+
+
+def overrides_for(flow: str) -> Sequence[str] | Mapping[str, Any] | None:
+    return _overrides.get().get(flow)
+
+
+@dataclass
+class TaskRecord:
+    """One line of the run summary the command line prints."""
+
+    flow: str | None
+    task: str
+    status: str  # "Completed", "Cached", "Failed"
+    duration_s: float
+    count: int = 1
+
+
+@dataclass
+class RunSummary:
+    """Collects what every task of a run did, thread-safely, for `latent run`'s table."""
+
+    records: list[TaskRecord] = field(default_factory=list)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def add(self, flow: str | None, task: str, status: str, duration_s: float) -> None:
+        with self._lock:
+            self.records.append(TaskRecord(flow, task, status, duration_s))
+
+    def grouped(self) -> list[TaskRecord]:
+        """One row per (flow, task, status), durations summed, in first-seen order."""
+        rows: dict[tuple[str | None, str, str], TaskRecord] = {}
+        with self._lock:
+            for r in self.records:
+                key = (r.flow, r.task, r.status)
+                if key in rows:
+                    rows[key].count += 1
+                    rows[key].duration_s += r.duration_s
+                else:
+                    rows[key] = TaskRecord(r.flow, r.task, r.status, r.duration_s)
+        return list(rows.values())
+
+
+_summary: contextvars.ContextVar[RunSummary | None] = contextvars.ContextVar(
+    "latent_run_summary", default=None
+)
+
+
+@contextmanager
+def collect_summary() -> Iterator[RunSummary]:
+    """Collect task records for everything run inside this block."""
+    summary = RunSummary()
+    token = _summary.set(summary)
+    try:
+        yield summary
+    finally:
+        _summary.reset(token)
+
+
+def summarize_task(task: str, status: str, duration_s: float) -> None:
+    summary = _summary.get()
+    if summary is None:
+        return
+    run = current_run()
+    summary.add(run.flow if run else None, task, status, duration_s)

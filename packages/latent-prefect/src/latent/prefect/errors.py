@@ -1,0 +1,26 @@
+"""Errors raised by latent-prefect itself.
+
+Errors of the other packages (configuration, catalog, hashing, task failures) are raised by those
+packages and re-exported where users need them; this module holds only what composing them adds.
+"""
+
+from __future__ import annotations
+
+
+class LatentPrefectError(Exception):
+    """Base class of the errors raised by latent-prefect."""
+
+
+class FlowDefinitionError(LatentPrefectError, ValueError):
+    """Raised at decoration time when `@flow` / `@task` arguments cannot work.
+
+    Failing when the module is imported, not an hour into a run, is the point.
+    """
+
+
+class FlowOutputError(LatentPrefectError, ValueError):
+    """Raised when a flow's return value does not match its declared `output=[...]`."""
+
+
+class FlowImportError(LatentPrefectError, RuntimeError):
+    """Raised by the command line when `flows/<name>/flow.py` has no matching `@flow`."""
