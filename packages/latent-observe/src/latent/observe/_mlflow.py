@@ -178,11 +178,12 @@ class Backend:
     @contextlib.contextmanager
     def current_span(self, span: Any) -> Iterator[None]:
         """Make `span` MLflow's current span here, so `mlflow.start_span` calls nest under it."""
+        manager: contextlib.AbstractContextManager[Any]
         try:
             from mlflow.tracing.provider import safe_set_span_in_context
 
             manager = safe_set_span_in_context(span)
-        except Exception:
+        except Exception:  # a private MLflow helper: if it moves, spans still record
             manager = contextlib.nullcontext()
         with manager:
             yield

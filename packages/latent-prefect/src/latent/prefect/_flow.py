@@ -21,6 +21,7 @@ from pydantic import BaseModel
 from latent.config import Project, RunConfig, bind_run, current_run
 from latent.observe import bind_names, flow_run, logger
 from latent.prefect import _runtime
+from latent.prefect._runtime import optional_parameter, resolved_signature
 from latent.prefect.errors import FlowDefinitionError, FlowOutputError
 from latent.registry import TaskRegistry
 
@@ -92,10 +93,10 @@ def _body(spec: FlowSpec) -> Callable[..., Any]:
     def body(*args: Any, **kwargs: Any) -> Any:
         return _run_flow_body(spec, args, kwargs)
 
-    sig = inspect.signature(spec.fn)
+    sig = resolved_signature(spec.fn)
     n = len(spec.input)
     params = [
-        p.replace(default=None) if i < n and p.default is p.empty else p
+        optional_parameter(p) if i < n and p.default is p.empty else p
         for i, p in enumerate(sig.parameters.values())
     ]
     body.__signature__ = sig.replace(parameters=params)  # type: ignore[attr-defined]

@@ -172,6 +172,7 @@ class LatentCachePolicy(CachePolicy):
         project = self.project or _active_project()
         parts = compute(self.spec, project, dict(inputs))
         pending_keys[task_ctx.task_run.id] = parts
+        _task_names[task_ctx.task_run.id] = self.spec.name
         if parts is None:
             return None
         if parts.fresh:  # output deleted: drop the stored result so Prefect runs and rewrites
@@ -188,8 +189,15 @@ def _active_project() -> Project:
     return run.project
 
 
-# task run id -> key parts, filled by compute_key, taken by the body of the same task run.
+# task run id -> key parts, filled by compute_key, taken by the body of the same task run (or
+# dropped when the run turned out Cached and the body never ran).
 pending_keys: dict[Any, KeyParts | None] = {}
+_task_names: dict[Any, str] = {}
+
+
+def task_name_of(task_run_id: Any) -> str | None:
+    """The Latent task name of a task run whose key was computed here (forgotten on read)."""
+    return _task_names.pop(task_run_id, None)
 
 
 def expiration_of(expire: timedelta | None) -> Any:

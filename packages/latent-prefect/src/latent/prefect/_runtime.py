@@ -40,6 +40,26 @@ def source_file(fn: Callable[..., Any]) -> str | None:
         return None
 
 
+def resolved_signature(fn: Callable[..., Any]) -> inspect.Signature:
+    """`fn`'s signature with string annotations evaluated in `fn`'s own module.
+
+    Prefect builds its parameter model from the wrapper's signature; the wrapper lives in another
+    module, so `from __future__ import annotations` names like `pd.DataFrame` must be resolved here.
+    """
+    try:
+        return inspect.signature(fn, eval_str=True)
+    except Exception:  # an annotation that cannot be evaluated: keep it as text
+        return inspect.signature(fn)
+
+
+def optional_parameter(p: inspect.Parameter) -> inspect.Parameter:
+    """`p` with default None and, if annotated, `X | None`: the catalog fills it when omitted."""
+    annotation = p.annotation
+    if annotation is not p.empty and not isinstance(annotation, str):
+        annotation = annotation | None
+    return p.replace(default=None, annotation=annotation)
+
+
 def project_for(fn: Callable[..., Any]) -> Project:
     """The project of the active run, else the one found from the cwd or `fn`'s file."""
     run = current_run()

@@ -36,6 +36,7 @@ from latent.observe import (
     validate_span_type,
 )
 from latent.prefect import _keys, _runtime
+from latent.prefect._runtime import optional_parameter, resolved_signature
 from latent.prefect._futures import CachedFuture
 from latent.prefect.errors import FlowDefinitionError
 from latent.registry import TaskRegistry
@@ -158,20 +159,19 @@ def _prefect_options(spec: TaskSpec, retry: bool, task_kwargs: dict[str, Any]) -
         from prefect.cache_policies import NO_CACHE
 
         options["cache_policy"] = NO_CACHE
-    options["on_completion"] = [_on_completion, *task_kwargs.pop("on_completion", [])]
     options.update(task_kwargs)  # the user's retries=, retry_delay_seconds=, ... win
     return options
 
 
-def _on_completion(task: Task[..., Any], task_run: Any, state: Any) -> None:
-    """Count Prefect-side cache hits (the body did not run) in metrics and the summary."""
-    parts = _keys.pending_keys.pop(task_run.id, None)
+def _count_if_cached(state: Any) -> None:
+    """Count a Prefect-side cache hit (the body did not run) in metrics and the summary."""
+    task_run_id = getattr(state.state_details, "task_run_id", None)
+    _keys.pending_keys.pop(task_run_id, None)
     if state.name != "Cached":
         return
-    name = getattr(task, "spec", None).name if hasattr(task, "spec") else task.name
+    name = _keys.task_name_of(task_run_id) or "?"
     record_task(name, duration_s=0.0, success=True, cached=True)
     _runtime.summarize_task(name, "Cached", 0.0)
-    del parts
 
 
 def _body(spec: TaskSpec) -> Callable[..., Any]:
@@ -181,10 +181,10 @@ def _body(spec: TaskSpec) -> Callable[..., Any]:
     def body(*args: Any, **kwargs: Any) -> Any:
         return _run_body(spec, args, kwargs)
 
-    sig = inspect.signature(spec.fn)
+    sig = resolved_signature(spec.fn)
     if spec.input_param is not None:
         params = [
-            p.replace(default=None) if p.name == spec.input_param and p.default is p.empty else p
+            optional_parameter(p) if p.name == spec.input_param and p.default is p.empty else p
             for p in sig.parameters.values()
         ]
         # a parameter with a default cannot precede one without; give those None as well
@@ -194,7 +194,7 @@ def _body(spec: TaskSpec) -> Callable[..., Any]:
             if p.default is not p.empty:
                 seen_default = True
             elif seen_default and p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD):
-                p = p.replace(default=None)
+                p = optional_parameter(p)
             fixed.append(p)
         sig = sig.replace(parameters=fixed)
     body.__signature__ = sig  # type: ignore[attr-defined]
@@ -327,7 +327,11 @@ class LatentTask(Task[P, R], Generic[P, R]):
             if kwargs.get("return_state"):
                 return super().__call__(*args, **kwargs)
             return self._call_direct(args, kwargs)
-        return super().__call__(*args, **kwargs)
+        if kwargs.get("return_state") or self.spec is None or not self.spec.cache:
+            return super().__call__(*args, **kwargs)
+        state = super().__call__(*args, return_state=True, **kwargs)
+        _count_if_cached(state)
+        return state.result()
 
     def _call_direct(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         spec = self._require_spec()
@@ -356,7 +360,9 @@ class LatentTask(Task[P, R], Generic[P, R]):
         cached = self._lookup(parameters)
         if cached is not None:
             return cached
-        return super().submit(*args, **kwargs)
+        future = super().submit(*args, **kwargs)
+        future.add_done_callback(lambda f: _count_if_cached(f.state))
+        return future
 
     def map(
         self,
@@ -422,6 +428,8 @@ class LatentTask(Task[P, R], Generic[P, R]):
                 )
             finally:
                 _map_index.reset(token)
+            if spec.cache:
+                future.add_done_callback(lambda f: _count_if_cached(f.state))
             in_flight.append(future)
             futures.append(future)
         if hits:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import os
 import sys
 import time
 from pathlib import Path
@@ -241,6 +242,8 @@ def _size(n: int) -> str:
 
 def main() -> None:
     """Entry point of the `latent` console script."""
+    # Prefect's embedded server would try to phone home and log an error on a closed network.
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     app()
 
 
