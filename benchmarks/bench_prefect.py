@@ -27,7 +27,6 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import textwrap
 import time
 from dataclasses import dataclass, field
 from importlib import metadata
@@ -212,7 +211,7 @@ def _timed(fn: Any, *args: Any) -> tuple[Any, float, str | None]:
     try:
         value = fn(*args)
         error = None
-    except Exception as exc:  # noqa: BLE001 - the benchmark reports, never raises
+    except Exception as exc:
         value, error = None, f"{type(exc).__name__}: {exc}"[:300]
     return value, time.perf_counter() - started, error
 
@@ -238,7 +237,7 @@ def _server_task_runs(flow_run_id: str, settle_s: float = 60.0) -> int | None:
                     break
                 last = count
                 time.sleep(1.0)
-    except Exception:  # noqa: BLE001 - a server that cannot answer is reported as None
+    except Exception:
         return None
     return last
 
@@ -494,36 +493,51 @@ def table_rows(b: Bench) -> list[Row]:
     seq_b, seq_l, seq_c = r["seq-bare"], r["seq-latent-nocache"], r["seq-latent-cold"]
     n = b.tasks
     q = ratio(seq_l.get("loop_s"), seq_b.get("loop_s"))
-    add(f"1. {n} sequential tasks, cache off (task loop)", seq_l.get("loop_s"),
-        seq_b.get("loop_s"), "≤ 1.10", q is not None and q <= 1.10)
+    add(
+        f"1. {n} sequential tasks, cache off (task loop)",
+        seq_l.get("loop_s"),
+        seq_b.get("loop_s"),
+        "≤ 1.10",
+        q is not None and q <= 1.10,
+    )
     q = ratio(seq_c.get("loop_s"), seq_b.get("loop_s"))
-    add(f"1. {n} sequential tasks, Latent cache on, cold (loop)", seq_c.get("loop_s"),
-        seq_b.get("loop_s"), "≤ 1.10", q is not None and q <= 1.10)
-    add(f"   same, whole flow call (cache off)", seq_l.get("flow_s"), seq_b.get("flow_s"))
-    add(f"   same, whole flow call (Latent cache on, cold)", seq_c.get("flow_s"),
-        seq_b.get("flow_s"))
+    add(
+        f"1. {n} sequential tasks, Latent cache on, cold (loop)",
+        seq_c.get("loop_s"),
+        seq_b.get("loop_s"),
+        "≤ 1.10",
+        q is not None and q <= 1.10,
+    )
+    add("   same, whole flow call (cache off)", seq_l.get("flow_s"), seq_b.get("flow_s"))
+    add(
+        "   same, whole flow call (Latent cache on, cold)", seq_c.get("flow_s"), seq_b.get("flow_s")
+    )
 
     warm_l, warm_b = r.get("map-latent-warm", {}), r.get("map-bare-warm", {})
     cold_l, cold_b = r.get("map-latent-cold", {}), r.get("map-bare-cold", {})
     speedup = ratio(warm_b.get("map_s"), warm_l.get("map_s"))
-    rows.append((
-        f"2. warm re-run, {b.rows:,}-row .map (map+results)",
-        fmt_s(warm_l.get("map_s")), fmt_s(warm_b.get("map_s")),
-        f"{1 / speedup:.4f} ({speedup:.0f}x faster)" if speedup else "—",
-        "≥ 20x faster", "" if speedup is None else ("yes" if speedup >= 20 else "NO"),
-    ))
+    rows.append(
+        (
+            f"2. warm re-run, {b.rows:,}-row .map (map+results)",
+            fmt_s(warm_l.get("map_s")),
+            fmt_s(warm_b.get("map_s")),
+            f"{1 / speedup:.4f} ({speedup:.0f}x faster)" if speedup else "—",
+            "≥ 20x faster",
+            "" if speedup is None else ("yes" if speedup >= 20 else "NO"),
+        )
+    )
     add("   same, whole flow call (warm)", warm_l.get("flow_s"), warm_b.get("flow_s"))
-    add(f"   cold first run, {b.rows:,}-row .map (map+results)", cold_l.get("map_s"),
-        cold_b.get("map_s"))
+    add(
+        f"   cold first run, {b.rows:,}-row .map (map+results)",
+        cold_l.get("map_s"),
+        cold_b.get("map_s"),
+    )
 
     fl, fb = r["flows-latent"], r["flows-bare"]
-    add("4. empty flow (median of later calls)", fl.get("empty_median_s"),
-        fb.get("empty_median_s"))
-    add("   empty flow (first call in process)", fl.get("empty_first_s"),
-        fb.get("empty_first_s"))
+    add("4. empty flow (median of later calls)", fl.get("empty_median_s"), fb.get("empty_median_s"))
+    add("   empty flow (first call in process)", fl.get("empty_first_s"), fb.get("empty_first_s"))
     add("4. flow with 5 subflows (median)", fl.get("parent_median_s"), fb.get("parent_median_s"))
-    add("   flow with 5 subflows (first call)", fl.get("parent_first_s"),
-        fb.get("parent_first_s"))
+    add("   flow with 5 subflows (first call)", fl.get("parent_first_s"), fb.get("parent_first_s"))
     return rows
 
 
@@ -609,8 +623,10 @@ def drive(args: argparse.Namespace) -> None:
     start = [res.get("server_start_s") for res in bench.results.values()]
     known = [s for s in start if isinstance(s, (int, float))]
     if known:
-        print(f"\n(ephemeral server start + first flow, excluded above: {min(known):.1f}–"
-              f"{max(known):.1f} s per process; logs in {root})")
+        print(
+            f"\n(ephemeral server start + first flow, excluded above: {min(known):.1f}–"
+            f"{max(known):.1f} s per process; logs in {root})"
+        )
     if not args.keep:
         shutil.rmtree(root, ignore_errors=True)
 

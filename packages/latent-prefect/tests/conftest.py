@@ -1,4 +1,4 @@
-"""Fixtures of the latent-prefect tests: a tiny project on disk per test (see prefect_project.py)."""
+"""Fixtures of the latent-prefect tests: a tiny project on disk per test."""
 
 from __future__ import annotations
 
@@ -10,9 +10,9 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from prefect_project import LATENT_TOML, ProjectDir  # noqa: E402
+from prefect_project import LATENT_TOML, ProjectDir
 
-from latent.registry import TaskRegistry  # noqa: E402
+from latent.registry import TaskRegistry
 
 
 @pytest.fixture

@@ -15,7 +15,6 @@ from typing import Any
 
 import yaml
 
-
 LATENT_TOML = """\
 environment = "dev"
 
@@ -66,7 +65,9 @@ class ProjectDir:
         path = self.root / f"{label}.log"
         return path.read_text().splitlines() if path.exists() else []
 
-    def latent(self, *args: str, check: bool = True, timeout: float = 240) -> subprocess.CompletedProcess[str]:
+    def latent(
+        self, *args: str, check: bool = True, timeout: float = 240
+    ) -> subprocess.CompletedProcess[str]:
         """Run the `latent` command in a fresh process, in this project."""
         exe = Path(sys.executable).parent / "latent"
         proc = subprocess.run(
@@ -85,12 +86,10 @@ class ProjectDir:
 
 
 # The snippet flow files use to count executions of a body.
-COUNT = '''
+COUNT = """
 from pathlib import Path
 
 def count(label: str, what: str = "calls") -> None:
     with open(Path(__file__).resolve().parents[2] / f"{what}.log", "a") as fh:
         fh.write(label + "\\n")
-'''
-
-
+"""

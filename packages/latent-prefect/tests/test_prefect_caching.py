@@ -8,8 +8,7 @@ import warnings
 import pandas as pd
 from prefect_project import ProjectDir
 
-CACHED_FLOW = (
-    """
+CACHED_FLOW = """
 import pandas as pd
 from datetime import timedelta
 from latent.prefect import flow, params, task
@@ -41,7 +40,6 @@ def pipe():
     stamp()
     return label(scaled)
 """
-)
 
 
 def _pipe_project(project: ProjectDir) -> None:
@@ -72,15 +70,23 @@ def test_invalidation_input_file_params_and_output(project: ProjectDir) -> None:
     assert project.calls().count("clean") == 1
 
     # a parameter no task reads: nothing re-runs
-    project.flow("pipe", CACHED_FLOW, parameters={"factor": 10, "prefix": "v=", "unused": 2},
-                 catalog={"cleaned": {"type": "parquet", "filepath": "data/pipe/cleaned.parquet"}})
+    project.flow(
+        "pipe",
+        CACHED_FLOW,
+        parameters={"factor": 10, "prefix": "v=", "unused": 2},
+        catalog={"cleaned": {"type": "parquet", "filepath": "data/pipe/cleaned.parquet"}},
+    )
     pipe = project.load("pipe")
     pipe()
     assert [project.calls().count(t) for t in ("clean", "scale", "label")] == [1, 1, 1]
 
     # a parameter that only `label` reads: exactly `label` re-runs
-    project.flow("pipe", CACHED_FLOW, parameters={"factor": 10, "prefix": "x=", "unused": 2},
-                 catalog={"cleaned": {"type": "parquet", "filepath": "data/pipe/cleaned.parquet"}})
+    project.flow(
+        "pipe",
+        CACHED_FLOW,
+        parameters={"factor": 10, "prefix": "x=", "unused": 2},
+        catalog={"cleaned": {"type": "parquet", "filepath": "data/pipe/cleaned.parquet"}},
+    )
     pipe = project.load("pipe")
     assert pipe() == ["x=10", "x=20"]
     assert [project.calls().count(t) for t in ("clean", "scale", "label")] == [1, 1, 2]

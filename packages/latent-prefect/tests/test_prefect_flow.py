@@ -82,7 +82,9 @@ def test_validation_fails_before_any_task_runs(project: ProjectDir) -> None:
 
 
 def test_catalog_inputs_outputs_and_cross_flow(project: ProjectDir) -> None:
-    pd.DataFrame({"value": [1.0, -2.0, None, 4.0]}).to_csv(project.root / "data/raw.csv", index=False)
+    pd.DataFrame({"value": [1.0, -2.0, None, 4.0]}).to_csv(
+        project.root / "data/raw.csv", index=False
+    )
     project.write(
         "config/catalog.yaml",
         "raw_data:\n  type: pandas.CSVDataset\n  filepath: data/raw.csv\n",
@@ -111,8 +113,8 @@ def test_catalog_inputs_outputs_and_cross_flow(project: ProjectDir) -> None:
 
         @flow("downstream_flow", input=["upstream_flow.output_dataset"], output=["stats", "rows"])
         def downstream_flow(upstream_data):
-            return {"stats": {"n": len(upstream_data), "sum": float(upstream_data["doubled"].sum())},
-                    "rows": upstream_data}
+            total = float(upstream_data["doubled"].sum())
+            return {"stats": {"n": len(upstream_data), "sum": total}, "rows": upstream_data}
         """,
     )
     out = project.load("upstream_flow")()

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 import time
-from typing import Literal
+from typing import ClassVar, Literal
 
 import pandas as pd
 from pydantic import BaseModel, Field
@@ -40,7 +40,7 @@ class AnswerConfig(BaseModel):
 class LocalModel:
     """A stand-in for an LLM: answers from a small built-in lookup table, deterministically."""
 
-    KNOWLEDGE = {
+    KNOWLEDGE: ClassVar[dict[str, str]] = {
         "capital of france": "Paris",
         "capital of japan": "Tokyo",
         "largest ocean": "The Pacific",

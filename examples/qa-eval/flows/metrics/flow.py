@@ -24,7 +24,7 @@ def accuracy_by_group(scored: pd.DataFrame, group_by: str) -> pd.DataFrame:
 @task("overall")
 def overall(scored: pd.DataFrame) -> dict:
     return {
-        "questions": int(len(scored)),
+        "questions": len(scored),
         "mean_score": round(float(scored["score"].mean()), 3),
         "pass_rate": round(float(scored["passed"].mean()), 3),
     }
@@ -36,5 +36,8 @@ def metrics(scored: pd.DataFrame) -> dict:
     threshold = params.get("answer.scoring", {}).get("pass_threshold")
     by_category = accuracy_by_group(scored, params.group_by)
     summary = {"model": model.get("name"), "pass_threshold": threshold, **overall(scored)}
-    logger.info(f"{summary['model']}: pass rate {summary['pass_rate']:.0%} on {summary['questions']} questions")
+    logger.info(
+        f"{summary['model']}: pass rate {summary['pass_rate']:.0%} "
+        f"on {summary['questions']} questions"
+    )
     return {"summary": summary, "by_category": by_category}

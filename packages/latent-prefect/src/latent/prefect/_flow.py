@@ -11,11 +11,11 @@ from __future__ import annotations
 import functools
 import inspect
 import json
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, ParamSpec, TypeVar
 
-from prefect import Flow
 from pydantic import BaseModel
 
 from latent.config import Project, RunConfig, bind_run, current_run
@@ -24,6 +24,7 @@ from latent.prefect import _runtime
 from latent.prefect._runtime import optional_parameter, resolved_signature
 from latent.prefect.errors import FlowDefinitionError, FlowOutputError
 from latent.registry import TaskRegistry
+from prefect import Flow
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -81,9 +82,12 @@ def _make_spec(
     inputs = tuple(input or ())
     n_params = len(inspect.signature(fn).parameters)
     if len(inputs) > n_params:
-        raise FlowDefinitionError(
+        warnings.warn(
             f"@flow('{name}'): {len(inputs)} input datasets but {fn.__name__}() takes "
-            f"{n_params} parameters; inputs are passed positionally, one parameter each"
+            f"{n_params} parameter(s); inputs are passed positionally, one parameter each, so "
+            f"{list(inputs[n_params:])} will not be loaded. Add parameters to receive them.",
+            UserWarning,
+            stacklevel=3,
         )
     return FlowSpec(name, fn, inputs, tuple(output or ()), config_schema)
 
@@ -113,12 +117,15 @@ def _run_flow_body(spec: FlowSpec, args: tuple[Any, ...], kwargs: dict[str, Any]
         outputs=list(spec.output),
         parent=outer.flow if outer else None,
     )
-    with bind_run(run), bind_names(flow=spec.name, task=None):
-        with flow_run(spec.name, run.parameters):
-            bound = inspect.signature(spec.fn).bind_partial(*args, **kwargs)
-            _load_inputs(spec, run, bound)
-            result = spec.fn(*bound.args, **bound.kwargs)
-            _save_outputs(spec, run, result)
+    with (
+        bind_run(run),
+        bind_names(flow=spec.name, task=None),
+        flow_run(spec.name, run.parameters),
+    ):
+        bound = inspect.signature(spec.fn).bind_partial(*args, **kwargs)
+        _load_inputs(spec, run, bound)
+        result = spec.fn(*bound.args, **bound.kwargs)
+        _save_outputs(spec, run, result)
     if outer is None:
         _save_registry(project)
     return result
@@ -159,6 +166,11 @@ def _save_outputs(spec: FlowSpec, run: RunConfig, result: Any) -> None:
 
 def _split_outputs(spec: FlowSpec, result: Any) -> dict[str, Any]:
     if not spec.output:
+        return {}
+    if result is None:
+        logger.warning(
+            f"Flow '{spec.name}' returned None: outputs {list(spec.output)} were not saved"
+        )
         return {}
     if len(spec.output) == 1:
         return {spec.output[0]: result}
@@ -213,4 +225,3 @@ class LatentFlow(Flow[P, R], Generic[P, R]):
             return super().__call__(*args, **kwargs)
         with temporary_settings(updates={PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}):
             return super().__call__(*args, **kwargs)
-

@@ -19,8 +19,6 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
-from prefect.cache_policies import CachePolicy
-
 from latent.cache import (
     UnhashableError,
     file_cache_key,
@@ -29,11 +27,11 @@ from latent.cache import (
     stable_hash,
 )
 from latent.config import DatasetError, DatasetNotFoundError, Project, current_run, params
+from prefect.cache_policies import CachePolicy
 
 if TYPE_CHECKING:
-    from prefect.context import TaskRunContext
-
     from latent.prefect._task import TaskSpec
+    from prefect.context import TaskRunContext
 
 _READS_PREFIX = "reads:"
 _ENTRY_PREFIX = "entry:"
@@ -142,9 +140,10 @@ def _warn_unhashable(task: str, exc: UnhashableError) -> None:
             return
         _warned.add(task)
     where = exc.path or "an argument"
+    short = exc.type_name.split(".")[-1]
     warnings.warn(
         f"Task '{task}' runs uncached: {where} of type '{exc.type_name}' cannot be hashed "
-        f"stably. Register a hasher with latent.cache.register_hasher({exc.type_name.split('.')[-1]}, fn) "
+        f"stably. Register a hasher with latent.cache.register_hasher({short}, fn) "
         f"or pass cache=False to @task('{task}').",
         RuntimeWarning,
         stacklevel=2,

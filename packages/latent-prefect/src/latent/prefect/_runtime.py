@@ -27,8 +27,8 @@ _configured: list[Project] = []  # the project the process is wired to (at most 
 _configure_lock = threading.Lock()
 
 # `latent run --param k=v` hands overrides to the flow it runs, by flow name.
-_overrides: contextvars.ContextVar[Mapping[str, Sequence[str] | Mapping[str, Any]]] = (
-    contextvars.ContextVar("latent_param_overrides", default={})
+_overrides: contextvars.ContextVar[Mapping[str, Sequence[str] | Mapping[str, Any]] | None] = (
+    contextvars.ContextVar("latent_param_overrides", default=None)
 )
 
 
@@ -132,6 +132,20 @@ def result_store(project: Project) -> Any:
     return _result_store(project.results_storage)
 
 
+def read_result_bytes(project: Project, key: str) -> bytes:
+    """The raw result record under `key`; FileNotFoundError when there is none."""
+    location = project.results_storage
+    if "://" in location and not location.startswith("file://"):
+        import fsspec
+
+        fs, base = fsspec.core.url_to_fs(location)
+        try:
+            return fs.cat_file(f"{base.rstrip('/')}/{key}")
+        except (FileNotFoundError, KeyError):
+            raise FileNotFoundError(key) from None
+    return (Path(location.removeprefix("file://")) / key).read_bytes()
+
+
 def forget_result(project: Project, key: str) -> None:
     """Delete the stored result under `key`, if any (local directory or fsspec URL)."""
     location = project.results_storage
@@ -169,7 +183,7 @@ def max_in_flight(project: Project, task_limit: int | None) -> int:
 @contextmanager
 def param_overrides(flow: str, overrides: Sequence[str] | Mapping[str, Any]) -> Iterator[None]:
     """Give `overrides` to the next run of `flow` in this context (used by `latent run`)."""
-    token = _overrides.set({**_overrides.get(), flow: overrides})
+    token = _overrides.set({**(_overrides.get() or {}), flow: overrides})
     try:
         yield
     finally:
@@ -177,7 +191,7 @@ def param_overrides(flow: str, overrides: Sequence[str] | Mapping[str, Any]) -> 
 
 
 def overrides_for(flow: str) -> Sequence[str] | Mapping[str, Any] | None:
-    return _overrides.get().get(flow)
+    return (_overrides.get() or {}).get(flow)
 
 
 @dataclass

@@ -29,11 +29,25 @@ def {name}() -> str:
     return say(params.greeting)
 '''
 
+_PARAMETERS = """\
+# Parameters of this flow, merged over config/global.yaml (values here win).
+greeting: hello
+"""
+
+_CATALOG = """\
+# Datasets of this flow (config/catalog.yaml holds the shared ones), e.g.
+# results:
+#   type: parquet
+#   filepath: data/{name}/results.parquet
+"""
+
 
 def new_flow(root: Path, name: str) -> list[Path]:
     """Create flows/<name>/{flow.py,parameters.yaml,catalog.yaml}; refuse to overwrite."""
     if not name.isidentifier() or keyword.iskeyword(name):
-        raise ValueError(f"'{name}' is not a valid flow name: use a Python identifier, e.g. my_flow")
+        raise ValueError(
+            f"'{name}' is not a valid flow name: use a Python identifier, e.g. my_flow"
+        )
     directory = root / "flows" / name
     if directory.exists():
         raise ValueError(f"{directory} already exists: choose another name or edit it")
@@ -41,10 +55,8 @@ def new_flow(root: Path, name: str) -> list[Path]:
     model = "".join(part.capitalize() for part in name.split("_")) + "Config"
     files = {
         "flow.py": _FLOW.format(name=name, model=model),
-        "parameters.yaml": "# Parameters of this flow (merged over config/global.yaml)\ngreeting: hello\n",
-        "catalog.yaml": "# Datasets of this flow, e.g.\n# results:\n#   type: parquet\n#   filepath: data/"
-        + name
-        + "/results.parquet\n",
+        "parameters.yaml": _PARAMETERS,
+        "catalog.yaml": _CATALOG.format(name=name),
     }
     created = []
     for filename, text in files.items():

@@ -6,7 +6,6 @@ import importlib.util
 import os
 import sys
 import time
-from pathlib import Path
 from typing import Annotated, Any
 
 import typer
@@ -104,7 +103,10 @@ def _print_summary(name: str, summary: Any, elapsed: float, *, failed: bool) -> 
     for row in summary.grouped():
         style = {"Cached": "cyan", "Failed": "red"}.get(row.status, "green")
         table.add_row(
-            row.flow or "-", row.task, f"[{style}]{row.status}[/{style}]", str(row.count),
+            row.flow or "-",
+            row.task,
+            f"[{style}]{row.status}[/{style}]",
+            str(row.count),
             f"{row.duration_s:.3f}",
         )
     console.print(table)
@@ -114,7 +116,9 @@ def _print_where(project: Project) -> None:
     console.print(f"Data: {project.data_dir}")
     if project.settings.mlflow.enabled:
         uri = project.tracking_uri
-        console.print(f"MLflow UI:  mlflow ui --backend-store-uri {uri}  (then http://127.0.0.1:5000)")
+        console.print(
+            f"MLflow UI:  mlflow ui --backend-store-uri {uri}  (then http://127.0.0.1:5000)"
+        )
     console.print("Prefect UI: prefect server start  (then http://127.0.0.1:4200)")
 
 
