@@ -26,7 +26,7 @@ LATENT_TOML = """\
 enabled = false
 """
 
-# Appended to every prelude: `record("label")` writes one line to <project>/calls.log.
+# Opens every prelude: `record("label")` writes one line to <project>/calls.log.
 RECORD = '''
 import threading as _threading
 from pathlib import Path as _Path
@@ -81,8 +81,8 @@ class SpecProject:
             (flow_dir / "catalog.yaml").write_text(yaml.safe_dump(catalog))
         parts = [
             "# --- prelude (test-only: imports and stand-ins) ---",
+            RECORD.strip("\n"),
             textwrap.dedent(prelude).strip("\n"),
-            RECORD,
             "# --- spec example(s), verbatim ---",
             *(example.strip("\n") + "\n" for example in examples),
         ]
@@ -101,10 +101,10 @@ class SpecProject:
 
         return load_flow(Project.discover(), name)
 
-    def module(self, name: str) -> Any:
+    def module(self, name: str, module_name: str | None = None) -> Any:
         """Import flows/<name>/flow.py fresh as a plain module (task-only examples)."""
         self._modules += 1
-        module_name = f"spec_example_{name}_{self._modules}_{id(self)}"
+        module_name = module_name or f"spec_example_{name}_{self._modules}_{id(self)}"
         spec = importlib.util.spec_from_file_location(
             module_name, self.root / "flows" / name / "flow.py"
         )

@@ -57,26 +57,19 @@ def _flow_decorator_project(project: SpecProject) -> None:
     )
 
 
-_FLOW_DECORATOR_GAP = (
-    "latent.prefect._flow._make_spec raises FlowDefinitionError at decoration time: "
-    "\"@flow('flow_name'): 2 input datasets but my_flow() takes 0 parameters\"; the spec's "
-    "signature overview declares input=[...] on a function that takes no parameters"
-)
+# The overview declares input=[...] on a function without parameters: Latent warns at
+# decoration that the inputs will not be loaded, and a None return saves no outputs.
+ignore_overview_warning = pytest.mark.filterwarnings("ignore::UserWarning")
 
 
-@pytest.mark.xfail(strict=True, raises=ValueError, reason=_FLOW_DECORATOR_GAP)
+@ignore_overview_warning
 def test_flow_decorator_overview_defines_a_flow(project: SpecProject) -> None:
     _flow_decorator_project(project)
     my_flow = project.load("flow_name")
     assert my_flow.name == "flow_name"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=ValueError,
-    reason=_FLOW_DECORATOR_GAP + "; once it decorates, returning None with output=['result1', "
-    "'result2'] raises FlowOutputError ('declares outputs ... but returned NoneType')",
-)
+@ignore_overview_warning
 def test_flow_decorator_overview_runs(project: SpecProject) -> None:
     _flow_decorator_project(project)
     assert project.load("flow_name")() is None

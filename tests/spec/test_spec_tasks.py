@@ -19,15 +19,6 @@ from spec_project import LogRecords, SpecProject
 
 from latent.prefect import TaskExecutionError
 
-OUTSIDE_FLOW_CATALOG_GAP = pytest.mark.xfail(
-    strict=True,
-    raises=TypeError,
-    reason="a task with catalog input= called outside any flow crashes before its body runs: "
-    "latent.prefect._keys._catalog() calls project.catalog(None) -> latent.config "
-    "Catalog.__init__ -> Project.require_flow(None) -> flow_dir(None): TypeError: unsupported "
-    "operand type(s) for /: 'PosixPath' and 'NoneType'",
-)
-
 
 def harness(flow_name: str, call: str) -> str:
     """A test-only flow that runs one task call and returns its value."""
@@ -79,7 +70,6 @@ def _task_decorator_project(project: SpecProject) -> None:
     )
 
 
-@OUTSIDE_FLOW_CATALOG_GAP
 def test_task_decorator_overview(project: SpecProject) -> None:
     _task_decorator_project(project)
     module = project.module("tasks")
@@ -157,7 +147,6 @@ def _assert_cleaned(project: SpecProject, cleaned: pd.DataFrame) -> None:
     assert saved["value"].tolist() == [1.5, 4.0]
 
 
-@OUTSIDE_FLOW_CATALOG_GAP
 def test_task_with_catalog_io(project: SpecProject) -> None:
     _catalog_io_project(project)
     _assert_cleaned(project, project.module("tasks").clean_data())
@@ -207,7 +196,6 @@ def _custom_caching_project(project: SpecProject) -> None:
     )
 
 
-@OUTSIDE_FLOW_CATALOG_GAP
 def test_task_with_custom_caching(project: SpecProject) -> None:
     _custom_caching_project(project)
     module = project.module("tasks")
@@ -293,7 +281,6 @@ def test_enhanced_error_context_in_a_flow(project: SpecProject, log_records: Log
     assert len(retries) == 3  # attempts 1-3 warn, the 4th raises
 
 
-@OUTSIDE_FLOW_CATALOG_GAP
 def test_enhanced_error_context_outside_a_flow(project: SpecProject) -> None:
     (project.root / "data/data.json").write_text('{"rows": 3}')
     project.catalog({"data": {"type": "json", "filepath": "data/data.json"}})
@@ -444,7 +431,6 @@ def _custom_duration_project(project: SpecProject) -> None:
     )
 
 
-@OUTSIDE_FLOW_CATALOG_GAP
 def test_custom_cache_duration(project: SpecProject) -> None:
     _custom_duration_project(project)
     module = project.module("tasks")

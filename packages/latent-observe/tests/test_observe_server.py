@@ -59,7 +59,7 @@ def server_url(tmp_path: Path, template_store: Path) -> Iterator[str]:
         command, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True
     )
     try:
-        _wait_healthy(url, process, deadline_s=90)
+        _wait_healthy(url, process, deadline_s=240)
         yield url
     finally:
         os.killpg(process.pid, signal.SIGTERM)

@@ -16,7 +16,9 @@ from latent.registry import TaskRegistry
 
 
 @pytest.fixture
-def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[ProjectDir]:
+def project(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, prefect_server: None
+) -> Iterator[ProjectDir]:
     root = tmp_path / "proj"
     (root / "config").mkdir(parents=True)
     (root / "config" / "latent.toml").write_text(LATENT_TOML)

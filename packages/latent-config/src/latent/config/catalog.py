@@ -50,7 +50,8 @@ class Catalog:
     def __init__(self, project: Project, flow: str) -> None:
         self.project = project
         self.flow = flow
-        flow_dir = project.require_flow(flow)
+        # flow "" is the shared catalog alone (a task called outside any flow)
+        flow_dir = project.require_flow(flow) if flow else None
         files = [project.root / "config" / "catalog.yaml"]
         if flow_dir is not None:
             files.append(flow_dir / "catalog.yaml")

@@ -209,7 +209,10 @@ class Project:
     # -- catalog -----------------------------------------------------------------------
 
     def catalog(self, flow: str) -> Catalog:
-        """The flow's data catalog (config/catalog.yaml under flows/<flow>/catalog.yaml)."""
+        """The flow's data catalog (config/catalog.yaml under flows/<flow>/catalog.yaml).
+
+        ``flow=""`` gives the shared catalog alone, for code that runs outside any flow.
+        """
         from latent.config.catalog import Catalog
 
         return Catalog(self, flow)

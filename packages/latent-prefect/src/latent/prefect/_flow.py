@@ -209,6 +209,8 @@ class LatentFlow(Flow[P, R], Generic[P, R]):
 
     def with_options(self, **kwargs: Any) -> LatentFlow[P, R]:
         new = super().with_options(**kwargs)
+        # Prefect builds a plain Flow; it has every attribute of ours but two, set below.
+        new.__class__ = type(self)
         assert isinstance(new, LatentFlow)
         new.spec = self.spec
         new._storage_from_project = self._storage_from_project and "result_storage" not in kwargs

@@ -131,7 +131,7 @@ def _catalog(project: Project) -> Any:
     run = current_run()
     if run is not None:
         return run.catalog
-    return project.catalog(None)
+    return project.catalog("")
 
 
 def _warn_unhashable(task: str, exc: UnhashableError) -> None:

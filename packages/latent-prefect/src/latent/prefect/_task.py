@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import collections
 import contextvars
+import copy
 import functools
 import inspect
 import time
@@ -20,7 +21,7 @@ from datetime import timedelta
 from typing import Any, Generic, ParamSpec, TypeVar
 
 from latent.cache import code_signature
-from latent.config import Project, current_run
+from latent.config import Project, bind_run, current_run
 from latent.observe import (
     TaskExecutionError,
     bind_names,
@@ -208,6 +209,16 @@ def _body(spec: TaskSpec) -> Callable[..., Any]:
 
 def _run_body(spec: TaskSpec, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
     ctx = TaskRunContext.get()
+    shipped = getattr(ctx.task, "shipped_run", None) if ctx is not None else None
+    if shipped is not None and current_run() is None:  # a worker process of Dask, Ray...
+        with bind_run(shipped.rebuild()), bind_names(flow=shipped.flow):
+            return _run_body_in_run(spec, ctx, args, kwargs)
+    return _run_body_in_run(spec, ctx, args, kwargs)
+
+
+def _run_body_in_run(
+    spec: TaskSpec, ctx: TaskRunContext | None, args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> Any:
     parts = _keys.pending_keys.pop(ctx.task_run.id, None) if ctx is not None else None
     run = current_run()
     project = run.project if run is not None else _runtime.project_for(spec.fn)
@@ -318,6 +329,16 @@ class LatentTask(Task[P, R], Generic[P, R]):
     def __init__(self, *args: Any, spec: TaskSpec | None = None, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.spec = spec
+        self.shipped_run: _runtime.ShippedRun | None = None
+
+    def _for_runner(self, runner: Any) -> LatentTask[P, R]:
+        """This task, or a copy carrying the flow's run when the runner crosses processes."""
+        run = current_run()
+        if run is None or runner is None or _runtime.runs_in_this_process(runner):
+            return self
+        shipped = copy.copy(self)
+        shipped.shipped_run = _runtime.ShippedRun.of(run)
+        return shipped
 
     def with_options(self, **kwargs: Any) -> LatentTask[P, R]:
         new = super().with_options(**kwargs)
@@ -365,13 +386,15 @@ class LatentTask(Task[P, R], Generic[P, R]):
     def submit(self, *args: Any, **kwargs: Any) -> Any:
         """Like Prefect's `submit`; a cached call returns a finished future with no task run."""
         self._register()
+        flow_ctx = FlowRunContext.get()
+        target = self._for_runner(getattr(flow_ctx, "task_runner", None))
         if kwargs.get("return_state") or kwargs.get("wait_for") or not self._fast_path_ok():
-            return super().submit(*args, **kwargs)
+            return Task.submit(target, *args, **kwargs)
         parameters = get_call_parameters(self.fn, args, kwargs, apply_defaults=True)
         cached = self._lookup(parameters)
         if cached is not None:
             return cached
-        future = super().submit(*args, **kwargs)
+        future = Task.submit(target, *args, **kwargs)
         future.add_done_callback(lambda f: _count_if_cached(f.state))
         return future
 
@@ -422,6 +445,7 @@ class LatentTask(Task[P, R], Generic[P, R]):
         futures: list[PrefectFuture[Any]] = []
         hits = 0
         progress = _progress_for(spec.name, len(calls))
+        shipped = self._for_runner(runner)
         for index, call in enumerate(calls):
             cached = self._lookup(call) if self._fast_path_ok() else None
             if cached is not None:
@@ -435,7 +459,7 @@ class LatentTask(Task[P, R], Generic[P, R]):
             token = _map_index.set(index)
             try:
                 future = runner.submit(
-                    task=self, parameters=call, wait_for=wait_for, dependencies=dependencies
+                    task=shipped, parameters=call, wait_for=wait_for, dependencies=dependencies
                 )
             finally:
                 _map_index.reset(token)
