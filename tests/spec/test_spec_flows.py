@@ -435,13 +435,6 @@ def combine(a, b):
 """
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=LookupError,
-    reason="the example defines @flow('subflow') next to main_flow in flows/main_flow/flow.py; "
-    "calling it raises latent.config.FlowNotFoundError from Project.require_flow via "
-    "latent.prefect._flow._make_run: \"Flow 'subflow' has no directory .../flows/subflow\"",
-)
 def test_subflows(project: SpecProject) -> None:
     project.flow_file("main_flow", SUBFLOWS, prelude=SUBFLOWS_PRELUDE)
     assert project.load("main_flow")() == [10, 20, 30]

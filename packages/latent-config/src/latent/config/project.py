@@ -133,8 +133,11 @@ class Project:
         """The flow's directory; None for an ad-hoc flow in a project without flows.
 
         Raises FlowNotFoundError when the project is configured, has ``flows/`` and the flow's
-        directory is missing: there a missing directory is almost always a typo.
+        directory is missing: there a missing directory is almost always a typo. ``flow=""``
+        means no flow: global parameters and the shared catalog only.
         """
+        if not flow:
+            return None
         if self.has_flow(flow):
             return self.flow_dir(flow)
         if self.is_configured and (self.root / "flows").is_dir():

@@ -110,7 +110,7 @@ def _body(spec: FlowSpec) -> Callable[..., Any]:
 def _run_flow_body(spec: FlowSpec, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
     outer = current_run()
     project = outer.project if outer else _runtime.project_for(spec.fn)
-    run = _make_run(spec, project)
+    run = _make_run(spec, project, nested=outer is not None)
     TaskRegistry.register_flow(
         spec.name,
         inputs=list(spec.input),
@@ -131,9 +131,15 @@ def _run_flow_body(spec: FlowSpec, args: tuple[Any, ...], kwargs: dict[str, Any]
     return result
 
 
-def _make_run(spec: FlowSpec, project: Project) -> RunConfig:
-    """Parameters merged and validated before any task runs."""
-    parameters = project.parameters(spec.name, _runtime.overrides_for(spec.name))
+def _make_run(spec: FlowSpec, project: Project, *, nested: bool) -> RunConfig:
+    """Parameters merged and validated before any task runs.
+
+    A subflow defined beside its parent, with no `flows/<name>/` of its own, runs on the global
+    parameters and the shared catalog; a top-level flow without its directory is an error that
+    names the flows that exist (almost always a typo).
+    """
+    source = spec.name if not nested or project.has_flow(spec.name) else ""
+    parameters = project.parameters(source, _runtime.overrides_for(spec.name))
     typed = (
         project.validate(spec.name, parameters, spec.config_schema)
         if spec.config_schema is not None
@@ -144,7 +150,7 @@ def _make_run(spec: FlowSpec, project: Project) -> RunConfig:
         parameters=parameters,
         typed=typed,
         project=project,
-        catalog=project.catalog(spec.name),
+        catalog=project.catalog(source),
     )
 
 
