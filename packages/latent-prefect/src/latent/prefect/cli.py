@@ -113,13 +113,15 @@ def _print_summary(name: str, summary: Any, elapsed: float, *, failed: bool) -> 
 
 
 def _print_where(project: Project) -> None:
-    console.print(f"Data: {project.data_dir}")
+    lines = [f"Data:       {project.data_dir}"]
     if project.settings.mlflow.enabled:
-        uri = project.tracking_uri
-        console.print(
-            f"MLflow UI:  mlflow ui --backend-store-uri {uri}  (then http://127.0.0.1:5000)"
+        lines.append(
+            f"MLflow UI:  mlflow ui --backend-store-uri {project.tracking_uri}"
+            "   (then http://127.0.0.1:5000; needs latent-observe[server])"
         )
-    console.print("Prefect UI: prefect server start  (then http://127.0.0.1:4200)")
+    lines.append("Prefect UI: prefect server start   (then http://127.0.0.1:4200)")
+    for line in lines:
+        console.print(line, soft_wrap=True, highlight=False)
 
 
 @app.command("flows")
