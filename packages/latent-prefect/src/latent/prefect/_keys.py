@@ -26,14 +26,21 @@ from latent.cache import (
     row_cache_key,
     stable_hash,
 )
-from latent.config import DatasetError, DatasetNotFoundError, Project, current_run, params
+from latent.config import (
+    DatasetError,
+    DatasetNotFoundError,
+    Project,
+    bind_run,
+    current_run,
+    params,
+)
 from prefect.cache_policies import CachePolicy
 
 if TYPE_CHECKING:
     from latent.prefect._task import TaskSpec
     from prefect.context import TaskRunContext
 
-_READS_PREFIX = "reads:"
+_READS_PREFIX = "reads-"
 _ENTRY_PREFIX = "entry:"
 
 _warned: set[str] = set()
@@ -55,9 +62,9 @@ def compute(spec: TaskSpec, project: Project, parameters: dict[str, Any]) -> Key
     base = _base_key(spec, project, parameters)
     if base is None:
         return None
-    from latent.prefect._runtime import task_index
+    from latent.prefect._runtime import read_result
 
-    reads = task_index(project).get(_READS_PREFIX + base, default=())
+    reads = read_result(project, _READS_PREFIX + base)
     reads = tuple(reads) if isinstance(reads, (list, tuple)) else ()
     fresh = not _output_present(spec, project)
     return KeyParts(key=with_reads(base, reads), base=base, reads=reads, fresh=fresh)
@@ -74,9 +81,12 @@ def with_reads(base: str, reads: tuple[str, ...]) -> str:
 
 
 def remember_reads(project: Project, base: str, reads: tuple[str, ...]) -> None:
-    from latent.prefect._runtime import task_index
+    """Record the params a task read beside its results, so every machine sharing the result
+    storage keys the task by them (a local record would let another machine's stale result in).
+    """
+    from latent.prefect._runtime import result_store
 
-    task_index(project).set(_READS_PREFIX + base, sorted(reads))
+    result_store(project).write(obj=sorted(reads), key=_READS_PREFIX + base)
 
 
 def remember_entry(project: Project, key: str, flow: str | None, task: str) -> None:
@@ -109,13 +119,34 @@ def _file_key(spec: TaskSpec, project: Project, parameters: dict[str, Any]) -> s
     catalog = _catalog(project)
     try:
         dataset = catalog.get(spec.input)
-        fingerprint = fingerprint_paths(dataset.paths(), index_dir=project.cache_dir)
+        fingerprint = _fingerprint(dataset.paths(), project)
     except (DatasetError, DatasetNotFoundError, FileNotFoundError):
         return None  # the task will run and report the missing input with its own clear error
     rest = {k: v for k, v in parameters.items() if k != spec.input_param}
     others = row_cache_key(spec.name, (), rest, spec.signature)
     refs = (spec.input,) if "." in spec.input else ()
     return file_cache_key([fingerprint, others], spec.signature, refs)
+
+
+def _fingerprint(paths: list[str], project: Project) -> str:
+    """Content fingerprint of local files (latent-cache, with its stat index); for URLs, the
+    filesystem's own checksum of every file (size + modification time or ETag, by backend)."""
+    local = [p for p in paths if "://" not in p or p.startswith("file://")]
+    remote = [p for p in paths if p not in local]
+    parts = []
+    if local:
+        local = [p.removeprefix("file://") for p in local]
+        parts.append(fingerprint_paths(local, index_dir=project.cache_dir))
+    if remote:
+        import fsspec
+
+        for url in sorted(remote):
+            fs, path = fsspec.core.url_to_fs(url)
+            if not fs.exists(path):
+                raise FileNotFoundError(url)
+            files = sorted(fs.find(path)) if fs.isdir(path) else [path]
+            parts.append(stable_hash([(f, str(fs.checksum(f))) for f in files]))
+    return stable_hash(parts)
 
 
 def _output_present(spec: TaskSpec, project: Project) -> bool:
@@ -168,6 +199,13 @@ class LatentCachePolicy(CachePolicy):
         flow_parameters: dict[str, Any],
         **kwargs: Any,
     ) -> str | None:
+        shipped = getattr(task_ctx.task, "shipped_run", None)
+        if current_run() is None and shipped is not None:  # a worker process (Dask, Ray...)
+            with bind_run(shipped.rebuild()):
+                return self._compute_key(task_ctx, inputs)
+        return self._compute_key(task_ctx, inputs)
+
+    def _compute_key(self, task_ctx: TaskRunContext, inputs: dict[str, Any]) -> str | None:
         project = self.project or _active_project()
         parts = compute(self.spec, project, dict(inputs))
         pending_keys[task_ctx.task_run.id] = parts

@@ -14,7 +14,6 @@ import copy
 import functools
 import inspect
 import time
-import warnings
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 from datetime import timedelta
@@ -369,8 +368,8 @@ class LatentTask(Task[P, R], Generic[P, R]):
         parameters = get_call_parameters(self.fn, args, kwargs, apply_defaults=True)
         parts = _keys.compute(spec, project, parameters) if spec.cache else None
         if parts is not None and not parts.fresh:
-            hit = _read_result(project, parts.key)
-            if hit is not _MISS:
+            hit = _runtime.read_result(project, parts.key)
+            if hit is not _runtime.MISS:
                 record_task(spec.name, duration_s=0.0, success=True, cached=True)
                 _runtime.summarize_task(spec.name, "Cached", 0.0)
                 return hit
@@ -485,8 +484,8 @@ class LatentTask(Task[P, R], Generic[P, R]):
         parts = _keys.compute(spec, project, full)
         if parts is None or parts.fresh:
             return None
-        value = _read_result(project, parts.key)
-        if value is _MISS:
+        value = _runtime.read_result(project, parts.key)
+        if value is _runtime.MISS:
             return None
         record_task(spec.name, duration_s=0.0, success=True, cached=True)
         _runtime.summarize_task(spec.name, "Cached", 0.0)
@@ -507,40 +506,6 @@ class LatentTask(Task[P, R], Generic[P, R]):
         if self.spec is None:
             raise FlowDefinitionError(f"Task '{self.name}' was not made by latent's @task")
         return self.spec
-
-
-_MISS = object()
-
-
-def _read_result(project: Project, key: str) -> Any:
-    """The cached value under `key` in the project's result storage, or `_MISS`.
-
-    Reads the record file directly (one open, no path resolution: Prefect's `ResultStore.read`
-    resolves the path three times, which dominated a warm `.map`). A record that cannot be read
-    (truncated, written by an incompatible version) is a miss with a warning: the task runs
-    again and overwrites it.
-    """
-    from prefect.results import ResultRecord
-
-    try:
-        data = _runtime.read_result_bytes(project, key)
-    except FileNotFoundError:
-        return _MISS
-    try:
-        record = ResultRecord.deserialize(data)
-        value = record.result
-    except Exception as exc:  # a corrupt record must never fail the run
-        warnings.warn(
-            f"Cached result '{key}' under {project.results_storage} could not be read "
-            f"({type(exc).__name__}: {exc}); the task will run again and replace it.",
-            RuntimeWarning,
-            stacklevel=2,
-        )
-        return _MISS
-    expiration = record.metadata.expiration
-    if expiration is not None and expiration.timestamp() <= time.time():
-        return _MISS
-    return value
 
 
 @functools.lru_cache(maxsize=256)

@@ -56,6 +56,10 @@ def load_flow(project: Project, name: str) -> LatentFlow[Any, Any]:
     module = importlib.util.module_from_spec(spec)
     sys.modules[module_name] = module
     spec.loader.exec_module(module)
+    # Worker processes (Dask, Ray) cannot import `latent_flows.<name>`: ship it by value.
+    import cloudpickle
+
+    cloudpickle.register_pickle_by_value(module)
     for value in vars(module).values():
         if isinstance(value, LatentFlow) and value.name == name:
             return value
