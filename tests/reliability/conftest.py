@@ -10,9 +10,9 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from reliability_project import LATENT_TOML, ProjectDir  # noqa: E402
+from reliability_project import LATENT_TOML, ProjectDir
 
-from latent.registry import TaskRegistry  # noqa: E402
+from latent.registry import TaskRegistry
 
 
 @pytest.fixture
@@ -29,3 +29,18 @@ def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Project
     TaskRegistry.clear()
     yield ProjectDir(root)
     TaskRegistry.clear()
+
+
+@pytest.fixture(scope="session")
+def prefect_api_url() -> str:
+    """The URL of this session's Prefect server, for flow processes the tests start.
+
+    Every new process that runs a flow would otherwise start its own embedded server (10-60 s on
+    a busy 2-core machine). The child processes share the one that in-process runs use: a real
+    Prefect API over HTTP with its SQLite database, so nothing of Prefect is faked.
+    """
+    from prefect.server.api.server import SubprocessASGIServer
+
+    server = SubprocessASGIServer()
+    server.start()
+    return str(server.api_url)

@@ -30,7 +30,7 @@ enabled = false
 # Flow files call count(label) once per execution of a body; each call appends one line.
 # os.write on an O_APPEND descriptor: one syscall per line, so a SIGKILL never leaves half a line
 # and two processes appending at once never interleave inside a line.
-COUNT = '''
+COUNT = """
 import os as _os
 from pathlib import Path as _Path
 
@@ -41,7 +41,7 @@ def count(label: str, what: str = "calls") -> None:
         _os.write(fd, (label + "\\n").encode())
     finally:
         _os.close(fd)
-'''
+"""
 
 
 class ProjectDir:
@@ -102,7 +102,9 @@ class ProjectDir:
             """,
         )
 
-    def popen(self, *argv: str, log: str = "proc") -> subprocess.Popen[bytes]:
+    def popen(
+        self, *argv: str, log: str = "proc", env: dict[str, str] | None = None
+    ) -> subprocess.Popen[bytes]:
         """Start `python <argv>` in the project; stdout/stderr go to <log>.out / <log>.err."""
         out = open(self.root / f"{log}.out", "wb")  # noqa: SIM115 (closed with the process)
         err = open(self.root / f"{log}.err", "wb")  # noqa: SIM115
@@ -111,13 +113,19 @@ class ProjectDir:
             cwd=self.root,
             stdout=out,
             stderr=err,
-            env=child_env(),
+            env={**child_env(), **(env or {})},
             start_new_session=True,
         )
 
-    def run(self, *argv: str, log: str = "proc", timeout: float = 240) -> tuple[int, str, str]:
+    def run(
+        self,
+        *argv: str,
+        log: str = "proc",
+        env: dict[str, str] | None = None,
+        timeout: float = 240,
+    ) -> tuple[int, str, str]:
         """Run `python <argv>` to the end; return (returncode, stdout, stderr)."""
-        proc = self.popen(*argv, log=log)
+        proc = self.popen(*argv, log=log, env=env)
         try:
             code = proc.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
