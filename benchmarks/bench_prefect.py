@@ -22,6 +22,7 @@ import argparse
 import json
 import os
 import platform
+import re
 import shutil
 import statistics
 import subprocess
@@ -34,7 +35,9 @@ from pathlib import Path
 from typing import Any
 
 RESULT_TAG = "BENCH_RESULT "
+END_TAG = "BENCH_MEASURED"  # on stderr: what a worker logs after it is process-exit noise
 SUBPROCESS_TIMEOUT_S = 1800
+REPO = Path(__file__).resolve().parents[1]
 REPEATS = 3  # later calls of the empty / subflow flows; the median is reported
 
 # The project's flows: Latent and bare Prefect side by side, same bodies. Written to
@@ -270,6 +273,26 @@ def worker_seq_latent_cold(flows: Any, n: int) -> dict[str, Any]:
     return _seq(flows.l_seq_cached, flows, n)
 
 
+def worker_seq_interleaved(flows: Any, n: int) -> dict[str, Any]:
+    """Bare and Latent (cache off) alternately in one process: both see the same machine load.
+
+    On a shared machine the load drifts between processes; alternating rounds and keeping
+    each side's best round compares the two under the same conditions.
+    """
+    server = _start_server(flows)
+    bare, latent = [], []
+    for _ in range(REPEATS):
+        for flow, times in ((flows.p_seq, bare), (flows.l_seq_nocache, latent)):
+            value, _, _error = _timed(flow, n)
+            if value:
+                times.append(value["seconds"])
+    return {
+        "server_start_s": server,
+        "bare_loop_s": min(bare, default=None),
+        "latent_loop_s": min(latent, default=None),
+    }
+
+
 def _map(flow: Any, flows: Any, n: int) -> dict[str, Any]:
     server = _start_server(flows)
     value, wall, error = _timed(flow, n)
@@ -324,6 +347,7 @@ WORKERS = {
     "seq-bare": worker_seq_bare,
     "seq-latent-nocache": worker_seq_latent_nocache,
     "seq-latent-cold": worker_seq_latent_cold,
+    "seq-interleaved": worker_seq_interleaved,
     "map-latent": worker_map_latent,
     "map-bare": worker_map_bare,
     "flows-bare": worker_flows_bare,
@@ -331,7 +355,18 @@ WORKERS = {
 }
 
 
+def source_digest() -> str:
+    """A short digest of the latent packages' source, to tell if it changed during a run."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    for path in sorted(REPO.glob("packages/latent-*/src/latent/**/*.py")):
+        digest.update(path.read_bytes())
+    return digest.hexdigest()[:12]
+
+
 def run_worker(name: str, project: Path, n: int, profile: Path | None) -> None:
+    digest, load_before = source_digest(), os.getloadavg()[0]
     flows = _load_flows(project)
     fn = WORKERS[name]
     if profile is None:
@@ -342,6 +377,8 @@ def run_worker(name: str, project: Path, n: int, profile: Path | None) -> None:
         profiler = cProfile.Profile()
         result = profiler.runcall(fn, flows, n)
         profiler.dump_stats(str(profile))
+    result.update(source=digest, load=[load_before, os.getloadavg()[0]])
+    print(END_TAG, file=sys.stderr, flush=True)
     print(RESULT_TAG + json.dumps(result), flush=True)
 
 
@@ -392,13 +429,16 @@ class Bench:
             (self.project / "flows" / name / "parameters.yaml").write_text("{}\n")
         (self.project / "flows" / "bench" / "flow.py").write_text(FLOWS_PY)
 
-    def run(self, name: str, n: int, profile: Path | None = None) -> dict[str, Any]:
-        """Run one worker in a fresh process; keep its result and the errors it logged."""
+    def run(
+        self, name: str, n: int, profile: Path | None = None, label: str | None = None
+    ) -> dict[str, Any]:
+        """Run worker `name` in a fresh process; keep its result and errors under `label`."""
+        label = label or name
         cmd = [sys.executable, str(Path(__file__).resolve()), "--worker", name, "--n", str(n)]
         cmd += ["--project", str(self.project)]
         if profile is not None:
             cmd += ["--profile-out", str(profile)]
-        print(f"  running {name} (n={n}) ...", end="", flush=True, file=sys.stderr)
+        print(f"  running {label} (n={n}) ...", end="", flush=True, file=sys.stderr)
         started = time.perf_counter()
         try:
             proc = subprocess.run(
@@ -414,13 +454,15 @@ class Bench:
             stdout, stderr, code = _text(exc.stdout), _text(exc.stderr), -1
         elapsed = time.perf_counter() - started
         print(f" {elapsed:.1f} s", file=sys.stderr)
-        (self.root / f"{name}.stderr.log").write_text(stderr)
+        log = self.root / f"{label}.stderr.log"
+        log.write_text(stderr)
         result = _parse_result(stdout)
         if result is None:
-            result = {"crashed": f"exit code {code}; see {self.root / f'{name}.stderr.log'}"}
+            result = {"crashed": f"exit code {code}; see {log}"}
         result["process_s"] = elapsed
-        self.results[name] = result
-        self.stderr_errors[name] = _error_lines(stderr)
+        self.results[label] = result
+        self.stderr_errors[label] = _error_lines(stderr)
+        result["dropped_events"] = _dropped_events(stderr)
         return result
 
 
@@ -439,9 +481,20 @@ def _parse_result(stdout: str) -> dict[str, Any] | None:
 
 
 def _error_lines(stderr: str) -> list[str]:
-    """Lines of a worker's log that report a failure (Prefect logs errors, never raises them)."""
+    """Failure lines a worker logged while measuring (Prefect logs errors, never raises them).
+
+    Lines after END_TAG are left out: at interpreter exit the ephemeral server is cancelled
+    mid-flush and logs the same harmless "Error flushing 1 events (1 to retry, 0 dropped)" in
+    every process, bare Prefect's included. Events the server *dropped* are counted apart.
+    """
+    measured = stderr.split(END_TAG, 1)[0]
     markers = ("ERROR", "Traceback", "503", "Service Unavailable", "Crashed")
-    return [line for line in stderr.splitlines() if any(m in line for m in markers)]
+    return [line for line in measured.splitlines() if any(m in line for m in markers)]
+
+
+def _dropped_events(stderr: str) -> int:
+    """Events the embedded server reported as dropped, over the whole worker log."""
+    return sum(int(m) for m in re.findall(r"(\d+) dropped\)", stderr))
 
 
 def machine_info() -> list[str]:
@@ -508,6 +561,15 @@ def table_rows(b: Bench) -> list[Row]:
         "≤ 1.10",
         q is not None and q <= 1.10,
     )
+    inter = r.get("seq-interleaved", {})
+    q = ratio(inter.get("latent_loop_s"), inter.get("bare_loop_s"))
+    add(
+        f"1. {n} sequential tasks, cache off, alternating in 1 process (best of {REPEATS})",
+        inter.get("latent_loop_s"),
+        inter.get("bare_loop_s"),
+        "≤ 1.10",
+        q is not None and q <= 1.10,
+    )
     add("   same, whole flow call (cache off)", seq_l.get("flow_s"), seq_b.get("flow_s"))
     add(
         "   same, whole flow call (Latent cache on, cold)", seq_c.get("flow_s"), seq_b.get("flow_s")
@@ -568,13 +630,15 @@ def print_scale(b: Bench) -> None:
             and not res.get("error")
             and not res.get("next_flow_error")
             and not logged
+            and not res.get("dropped_events")
         )
         print(
             f"   {label:13}: results {res.get('results')}/{b.rows}, task errors "
             f"{res.get('errors')}, flow error {res.get('error')}, server task runs "
             f"{res.get('server_task_runs')}, next flow "
             f"{'OK' if not res.get('next_flow_error') else res['next_flow_error']}, "
-            f"error lines logged {len(logged)} -> {'zero errors' if zero else 'ERRORS'}"
+            f"error lines logged {len(logged)}, server events dropped "
+            f"{res.get('dropped_events')} -> {'zero errors' if zero else 'ERRORS'}"
         )
         if res.get("first_error"):
             print(f"   {'':13}  first task error: {res['first_error']}")
@@ -608,12 +672,11 @@ def drive(args: argparse.Namespace) -> None:
     bench.run("seq-bare", tasks)
     bench.run("seq-latent-nocache", tasks)
     bench.run("seq-latent-cold", tasks)
+    bench.run("seq-interleaved", tasks)
     # cold then warm, each in a fresh process: the warm run hits the cache across processes
     for side in ("latent", "bare"):
         for phase in ("cold", "warm"):
-            bench.run(f"map-{side}", rows)
-            bench.results[f"map-{side}-{phase}"] = bench.results.pop(f"map-{side}")
-            bench.stderr_errors[f"map-{side}-{phase}"] = bench.stderr_errors.pop(f"map-{side}")
+            bench.run(f"map-{side}", rows, label=f"map-{side}-{phase}")
     bench.run("flows-bare", 0)
     bench.run("flows-latent", 0)
 
@@ -627,8 +690,27 @@ def drive(args: argparse.Namespace) -> None:
             f"\n(ephemeral server start + first flow, excluded above: {min(known):.1f}–"
             f"{max(known):.1f} s per process; logs in {root})"
         )
+    print_conditions(bench)
     if not args.keep:
         shutil.rmtree(root, ignore_errors=True)
+
+
+def print_conditions(bench: Bench) -> None:
+    """Machine load per worker, and whether the measured source changed during the run."""
+    loads = ", ".join(
+        f"{name} {res['load'][0]:.1f}/{res['load'][1]:.1f}"
+        for name, res in bench.results.items()
+        if isinstance(res.get("load"), list)
+    )
+    print(f"(1-min load average at worker start/end: {loads})")
+    digests = {res.get("source") for res in bench.results.values() if res.get("source")}
+    if len(digests) > 1:
+        print(
+            f"WARNING: the latent packages' source changed during this run ({len(digests)} "
+            "versions measured); rows may compare different code. Re-run on a quiet tree."
+        )
+    else:
+        print(f"(latent source digest {next(iter(digests), '?')}, unchanged during the run)")
 
 
 def profile_one(bench: Bench, name: str) -> None:

@@ -92,12 +92,6 @@ def labels():
 """
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a truncated .latent/cache/cache.db: CacheStore.get warns and drops the entry, but "
-    "CacheStore.set then raises sqlite3.DatabaseError 'database disk image is malformed' from "
-    "inside diskcache; the task fails with that text, naming neither the file nor the fix",
-)
 def test_truncated_checkpoint_database_recomputes_or_names_file_and_fix(
     project: ProjectDir,
 ) -> None:
@@ -216,13 +210,6 @@ def deleting():
 """
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="after `.latent/` is deleted mid-run, the task index (a diskcache store under "
-    ".latent/cache/tasks) opens a new SQLite connection in the next task's thread and raises "
-    "sqlite3.OperationalError 'unable to open database file' from "
-    "latent.prefect._keys.remember_entry; the flow fails and its results are lost",
-)
 def test_latent_dir_deleted_mid_run(project: ProjectDir) -> None:
     project.flow("deleting", DELETING_FLOW)
     expected = {"sum": 3 * sum(range(20)), "names": [f"v{3 * i}" for i in range(20)]}

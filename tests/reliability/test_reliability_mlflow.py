@@ -246,12 +246,6 @@ def _run_subprocess_flow(
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(
-    strict=True,
-    reason="with the server killed mid-run every later MLflow call (span export, log_batch, "
-    "set_terminated) goes through MLflow's HTTP client, which retries a refused connection "
-    "with backoff; Latent does not stop calling after the first failure of a run",
-)
 def test_tracking_server_killed_mid_run(
     project: ProjectDir, mlflow_server: MlflowServer, prefect_api_url: str
 ) -> None:

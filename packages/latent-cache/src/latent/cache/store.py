@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import os
 import pickle
+import sqlite3
 import threading
 import time
 import warnings
@@ -95,7 +96,25 @@ class CacheStore:
         path = Path(directory) if directory is not None else Path.cwd() / DEFAULT_DIRECTORY
         self.directory: Path = path.absolute()
         self.default_expire = _seconds(default_expire)
-        self._cache = diskcache.Cache(
+        self._reopen_lock = threading.Lock()
+        try:
+            self._cache = self._open()
+        except sqlite3.DatabaseError as exc:
+            if not _is_damage(exc):
+                raise
+            self._set_aside(exc)
+            self._cache = self._open()
+        self._hits = 0
+        self._misses = 0
+        self._count_lock = threading.Lock()
+
+    def __repr__(self) -> str:
+        return f"CacheStore({str(self.directory)!r})"
+
+    def _open(self) -> diskcache.Cache:
+        # Settings that can never evict or drop a result: no size limit, no culling, a long
+        # lock timeout (and retry=True on every call) instead of diskcache's 60 s / 1 GiB.
+        return diskcache.Cache(
             str(self.directory),
             size_limit=2**62,
             cull_limit=0,
@@ -103,12 +122,38 @@ class CacheStore:
             timeout=60,
             statistics=False,
         )
-        self._hits = 0
-        self._misses = 0
-        self._count_lock = threading.Lock()
 
-    def __repr__(self) -> str:
-        return f"CacheStore({str(self.directory)!r})"
+    def _set_aside(self, exc: BaseException) -> None:
+        """Move a damaged database aside (kept for inspection) and start an empty one."""
+        database = self.directory / "cache.db"
+        moved = database.with_name(f"cache.db.damaged-{time.strftime('%Y%m%d-%H%M%S')}")
+        for suffix in ("", "-wal", "-shm"):
+            with contextlib.suppress(FileNotFoundError):
+                os.replace(f"{database}{suffix}", f"{moved}{suffix}")
+        warnings.warn(
+            f"The cache database {database} is damaged ({exc}); it was moved to {moved} and an "
+            f"empty one started, so results cached there will be computed again. Delete "
+            f"{moved} once you no longer need it.",
+            CacheEntryWarning,
+            stacklevel=4,
+        )
+
+    def _recover(self, exc: BaseException) -> bool:
+        """After a SQLite error: reopen on a damaged file or a deleted directory; else False."""
+        if not isinstance(exc, sqlite3.DatabaseError):
+            return False
+        damaged = _is_damage(exc)
+        if not damaged and "unable to open database file" not in str(exc):
+            return False
+        with self._reopen_lock:
+            with contextlib.suppress(Exception):
+                self._cache.close()
+            if damaged:
+                self._set_aside(exc)
+            else:  # the directory was deleted under us (e.g. rm -rf .latent mid-run)
+                self.directory.mkdir(parents=True, exist_ok=True)
+            self._cache = self._open()
+        return True
 
     def get(self, key: str, default: object = MISSING) -> object:
         """The value stored under ``key``, or ``default`` if absent, expired or unreadable."""
@@ -119,6 +164,9 @@ class CacheStore:
                 return default
             value = pickle.loads(payload)
         except Exception as exc:
+            if self._recover(exc):
+                self._count(hit=False)
+                return default
             self._drop_unreadable(key, exc)
             self._count(hit=False)
             return default
@@ -153,6 +201,14 @@ class CacheStore:
             "size": len(payload),
             "ingredients": dict(ingredients or {}),
         }
+        try:
+            self._write(key, payload, meta, seconds)
+        except sqlite3.DatabaseError as exc:
+            if not self._recover(exc):
+                raise
+            self._write(key, payload, meta, seconds)
+
+    def _write(self, key: str, payload: bytes, meta: dict[str, Any], seconds: float | None) -> None:
         with self._cache.transact(retry=True):
             self._cache.set(key, payload, expire=seconds, retry=True)
             self._cache.set((_META, key), meta, expire=seconds, retry=True)
@@ -248,6 +304,16 @@ class CacheStore:
         )
         with contextlib.suppress(Exception):  # a broken file must not turn a miss into a crash
             self.delete(key)
+
+
+def _is_damage(exc: BaseException) -> bool:
+    """A damaged database file, as opposed to a busy or locked one (which retries handle)."""
+    text = str(exc).lower()
+    return (
+        not isinstance(exc, sqlite3.OperationalError)
+        or "malformed" in text
+        or ("not a database" in text)
+    )
 
 
 def _matches(recorded: str | None, wanted: str) -> bool:

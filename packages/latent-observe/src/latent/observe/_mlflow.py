@@ -10,6 +10,7 @@ MLflow's current span so user code calling `mlflow.start_span` (or an autolog) n
 from __future__ import annotations
 
 import contextlib
+import os
 import threading
 import time
 import urllib.error
@@ -65,6 +66,23 @@ def check_reachable(tracking_uri: str, timeout_s: float) -> None:
     )
 
 
+# MLflow's HTTP client retries a failed request 7 times with exponential backoff and waits 120 s
+# per request: a tracking server that dies mid-run would stall the flow for minutes. These
+# defaults bound it to seconds; a user's own settings of these variables win.
+HTTP_BOUNDS = {
+    "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "1",
+    "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
+    "MLFLOW_HTTP_REQUEST_TIMEOUT": "10",
+}
+
+
+def bound_http_retries(tracking_uri: str) -> None:
+    """Bound MLflow's HTTP retries for a tracking server (see HTTP_BOUNDS)."""
+    if tracking_uri.startswith(("http://", "https://")):
+        for name, value in HTTP_BOUNDS.items():
+            os.environ.setdefault(name, value)
+
+
 def ensure_sqlite_dir(tracking_uri: str) -> None:
     """Create the directory of a ``sqlite:///`` store: `.latent/` may not exist yet."""
     if not tracking_uri.startswith("sqlite:///"):
@@ -81,6 +99,7 @@ class Backend:
     _cache_lock: ClassVar[threading.Lock] = threading.Lock()
 
     def __init__(self, tracking_uri: str) -> None:
+        bound_http_retries(tracking_uri)
         self.mlflow = import_mlflow()
         self.tracking_uri = tracking_uri
         ensure_sqlite_dir(tracking_uri)

@@ -90,10 +90,22 @@ def remember_reads(project: Project, base: str, reads: tuple[str, ...]) -> None:
 
 
 def remember_entry(project: Project, key: str, flow: str | None, task: str) -> None:
-    """Note which task made a cached result, for `latent cache list/clear --task`."""
+    """Note which task made a cached result, for `latent cache list/clear --task`.
+
+    Best effort: the index only serves the command line, so a problem with it (`.latent/`
+    deleted mid-run, a damaged index file) is a warning, never a failed task.
+    """
     from latent.prefect._runtime import task_index
 
-    task_index(project).set(_ENTRY_PREFIX + key, {"flow": flow, "task": task}, function=task)
+    try:
+        task_index(project).set(_ENTRY_PREFIX + key, {"flow": flow, "task": task}, function=task)
+    except Exception as exc:
+        _warn_once(
+            "index",
+            f"Latent's task index under {project.cache_dir / 'tasks'} could not be updated "
+            f"({type(exc).__name__}: {exc}); results are still cached, but `latent cache list` "
+            "may not show them. Delete that directory to rebuild it.",
+        )
 
 
 def _param_hash(name: str) -> str:
@@ -163,6 +175,14 @@ def _catalog(project: Project) -> Any:
     if run is not None:
         return run.catalog
     return project.catalog("")
+
+
+def _warn_once(topic: str, message: str) -> None:
+    with _warned_lock:
+        if topic in _warned:
+            return
+        _warned.add(topic)
+    warnings.warn(message, RuntimeWarning, stacklevel=3)
 
 
 def _warn_unhashable(task: str, exc: UnhashableError) -> None:

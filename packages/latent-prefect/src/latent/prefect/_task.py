@@ -20,7 +20,7 @@ from datetime import timedelta
 from typing import Any, Generic, ParamSpec, TypeVar
 
 from latent.cache import code_signature
-from latent.config import Project, bind_run, current_run
+from latent.config import DatasetError, LatentConfigError, Project, bind_run, current_run
 from latent.observe import (
     TaskExecutionError,
     bind_names,
@@ -154,6 +154,7 @@ def _prefect_options(spec: TaskSpec, retry: bool, task_kwargs: dict[str, Any]) -
     if retry:
         options["retries"] = DEFAULT_RETRIES
         options["retry_delay_seconds"] = DEFAULT_RETRY_DELAYS
+        options["retry_condition_fn"] = _worth_retrying
     else:
         options["retries"] = 0
     if spec.cache:
@@ -166,6 +167,35 @@ def _prefect_options(spec: TaskSpec, retry: bool, task_kwargs: dict[str, Any]) -
         options["cache_policy"] = NO_CACHE
     options.update(task_kwargs)  # the user's retries=, retry_delay_seconds=, ... win
     return options
+
+
+# Errors a retry cannot fix: bad configuration or data, and the final wrapped error.
+_NOT_RETRYABLE: tuple[type[BaseException], ...] = (
+    LatentConfigError,
+    DatasetError,
+    TaskExecutionError,
+)
+
+
+def _worth_retrying(task: Any, task_run: Any, state: Any) -> bool:
+    """Prefect retry condition: retry flaky failures (network, rate limits), not bad input."""
+    try:
+        exc = state.result(raise_on_failure=False)
+    except Exception:
+        return True
+    return not isinstance(exc, _NOT_RETRYABLE)
+
+
+def _count_future_if_cached(future: Any) -> None:
+    """Done-callback: the final state is on the wrapped future; `future.state` would ask the
+    server (a client per call and a round trip per row, which swamped the server at 10k rows)."""
+    wrapped = getattr(future, "wrapped_future", None)
+    try:
+        state = wrapped.result() if wrapped is not None else None
+    except Exception:
+        return
+    if state is not None and hasattr(state, "state_details"):
+        _count_if_cached(state)
 
 
 def _count_if_cached(state: Any) -> None:
@@ -221,7 +251,7 @@ def _run_body_in_run(
     parts = _keys.pending_keys.pop(ctx.task_run.id, None) if ctx is not None else None
     run = current_run()
     project = run.project if run is not None else _runtime.project_for(spec.fn)
-    bound = inspect.signature(spec.fn).bind_partial(*args, **kwargs)
+    bound = _signature(spec.fn).bind_partial(*args, **kwargs)
     _load_input(spec, project, bound)
     with bind_names(task=spec.name):
         from latent.config import track_param_reads
@@ -263,7 +293,7 @@ def _raise_with_context(
 ) -> None:
     """Re-raise for Prefect to retry, or, on the last attempt, as `TaskExecutionError`."""
     ctx = TaskRunContext.get()
-    if ctx is not None:
+    if ctx is not None and not isinstance(exc, _NOT_RETRYABLE):
         attempt = ctx.task_run.run_count or 1
         attempts = (ctx.task.retries or 0) + 1
         if attempt < attempts:
@@ -394,7 +424,7 @@ class LatentTask(Task[P, R], Generic[P, R]):
         if cached is not None:
             return cached
         future = Task.submit(target, *args, **kwargs)
-        future.add_done_callback(lambda f: _count_if_cached(f.state))
+        future.add_done_callback(_count_future_if_cached)
         return future
 
     def map(
@@ -463,7 +493,7 @@ class LatentTask(Task[P, R], Generic[P, R]):
             finally:
                 _map_index.reset(token)
             if spec.cache:
-                future.add_done_callback(lambda f: _count_if_cached(f.state))
+                future.add_done_callback(_count_future_if_cached)
             in_flight.append(future)
             futures.append(future)
         if hits:
@@ -506,6 +536,11 @@ class LatentTask(Task[P, R], Generic[P, R]):
         if self.spec is None:
             raise FlowDefinitionError(f"Task '{self.name}' was not made by latent's @task")
         return self.spec
+
+
+@functools.lru_cache(maxsize=1024)
+def _signature(fn: Callable[..., Any]) -> inspect.Signature:
+    return inspect.signature(fn)
 
 
 @functools.lru_cache(maxsize=256)
