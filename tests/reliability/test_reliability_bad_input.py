@@ -110,12 +110,6 @@ def test_unknown_parameter_key_under_strict_schema_is_named(project: ProjectDir)
     assert project.calls() == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="ConfigValidationError for an unknown key under extra='forbid' says only 'Extra "
-    "inputs are not permitted': it names neither the file that sets the key "
-    "(flows/typed/parameters.yaml) nor the schema's field it was probably meant to be",
-)
 def test_unknown_parameter_key_says_where_and_suggests_the_field(project: ProjectDir) -> None:
     project.flow(
         "typed", TYPED, parameters={"batch_size": 8, "batch_sise": 16, "model_name": "gpt-4"}

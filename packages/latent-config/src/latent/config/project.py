@@ -203,11 +203,27 @@ class Project:
             problems = [
                 (
                     ".".join(str(part) for part in error["loc"]) or "(parameters)",
-                    f"{error['msg']} (type={error['type']})",
+                    f"{error['msg']} (type={error['type']})"
+                    + self._unknown_key_hint(flow, error, schema),
                 )
                 for error in exc.errors()
             ]
             raise ConfigValidationError(flow, problems) from exc
+
+    def _unknown_key_hint(self, flow: str, error: Any, schema: type[BaseModel]) -> str:
+        """For a key a strict schema forbids: which file sets it, and the field it may mean."""
+        if error["type"] != "extra_forbidden" or not error["loc"]:
+            return ""
+        top = str(error["loc"][0])
+        files = [f"flows/{flow}/parameters.yaml"] if flow else []
+        files.append("config/global.yaml")
+        where = next((f for f in files if top in read_yaml_mapping(self.root / f)), None)
+        fields: Mapping[str, Any] = schema.model_fields
+        for part in error["loc"][:-1]:  # walk into nested models for the suggestion
+            annotation = getattr(fields.get(str(part)), "annotation", None)
+            fields = getattr(annotation, "model_fields", {})
+        hint = f" — set in {where}" if where else " — set by an override"
+        return f"{hint}; remove it or fix its name.{did_you_mean(str(error['loc'][-1]), fields)}"
 
     # -- catalog -----------------------------------------------------------------------
 
