@@ -40,6 +40,8 @@ def pytest_configure(config: pytest.Config) -> None:
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
     os.environ.setdefault("DO_NOT_TRACK", "1")
+    # the session server stops before the last log records could be shipped to it
+    os.environ.setdefault("PREFECT_LOGGING_TO_API_ENABLED", "false")
     # a fresh database on a busy 2-core machine can take longer than the 20 s default
     os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "180")
     if "PREFECT_API_URL" in os.environ or hasattr(config, "workerinput"):
