@@ -168,12 +168,6 @@ def test_half_written_parquet_is_a_clear_error_for_its_reader(project: ProjectDi
     assert "Traceback" not in text
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a corrupt task output counts as present: the producer's task is a cache hit and the "
-    "half-written parquet stays in place (latent.prefect._keys._output_present only checks "
-    "Dataset.exists())",
-)
 def test_half_written_parquet_is_rewritten_by_its_producer(project: ProjectDir) -> None:
     output = _parquet_project(project)
     project.load("upstream")()

@@ -162,12 +162,39 @@ def _fingerprint(paths: list[str], project: Project) -> str:
 
 
 def _output_present(spec: TaskSpec, project: Project) -> bool:
+    """The task's output dataset exists and is what the task last wrote (not damaged since)."""
     if not spec.output:
         return True
     try:
-        return _catalog(project).get(spec.output).exists()
-    except (DatasetError, DatasetNotFoundError):
+        dataset = _catalog(project).get(spec.output)
+        if not dataset.exists():
+            return False
+        paths = dataset.paths()
+        from latent.prefect._runtime import MISS, read_result
+
+        written = read_result(project, _output_record_key(paths))
+        if written is MISS or written == _fingerprint(paths, project):
+            return True
+    except (DatasetError, DatasetNotFoundError, FileNotFoundError):
         return False
+    warnings.warn(
+        f"Output '{spec.output}' of task '{spec.name}' ({', '.join(paths)}) changed since the "
+        "task wrote it (damaged, or edited by hand); the task runs again to rewrite it.",
+        RuntimeWarning,
+        stacklevel=2,
+    )
+    return False
+
+
+def remember_output(project: Project, paths: list[str]) -> None:
+    """Record the fingerprint of an output just written, beside the results."""
+    from latent.prefect._runtime import result_store
+
+    result_store(project).write(obj=_fingerprint(paths, project), key=_output_record_key(paths))
+
+
+def _output_record_key(paths: list[str]) -> str:
+    return "output-" + hashlib.md5("\0".join(paths).encode(), usedforsecurity=False).hexdigest()
 
 
 def _catalog(project: Project) -> Any:

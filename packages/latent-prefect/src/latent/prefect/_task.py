@@ -325,6 +325,8 @@ def _save_output(spec: TaskSpec, project: Project, result: Any) -> None:
     if dataset is None:
         dataset = catalog.default_for(spec.output, result)
     dataset.save(result)
+    if spec.cache:
+        _keys.remember_output(project, dataset.paths())
 
 
 def _after_cached_run(
@@ -475,6 +477,7 @@ class LatentTask(Task[P, R], Generic[P, R]):
         hits = 0
         progress = _progress_for(spec.name, len(calls))
         shipped = self._for_runner(runner)
+        pace = _runtime.ServerPace.for_map(len(calls))
         for index, call in enumerate(calls):
             cached = self._lookup(call) if self._fast_path_ok() else None
             if cached is not None:
@@ -485,6 +488,7 @@ class LatentTask(Task[P, R], Generic[P, R]):
             while len(in_flight) >= limit:
                 in_flight.popleft().wait()
                 progress(1)
+            pace.before_submit()
             token = _map_index.set(index)
             try:
                 future = runner.submit(
@@ -499,6 +503,7 @@ class LatentTask(Task[P, R], Generic[P, R]):
         if hits:
             logger.info(f"Task '{spec.name}': {hits} of {len(calls)} mapped calls Cached")
         progress(0, done=True, in_flight=in_flight)
+        pace.finish(in_flight)
         return PrefectFutureList(futures)
 
     def _fast_path_ok(self) -> bool:
