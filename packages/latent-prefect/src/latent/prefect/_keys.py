@@ -128,7 +128,7 @@ def _base_key(spec: TaskSpec, project: Project, parameters: dict[str, Any]) -> s
 
 def _file_key(spec: TaskSpec, project: Project, parameters: dict[str, Any]) -> str | None:
     assert spec.input is not None
-    catalog = _catalog(project)
+    catalog = catalog_for(project)
     try:
         dataset = catalog.get(spec.input)
         fingerprint = _fingerprint(dataset.paths(), project)
@@ -166,7 +166,7 @@ def _output_present(spec: TaskSpec, project: Project) -> bool:
     if not spec.output:
         return True
     try:
-        dataset = _catalog(project).get(spec.output)
+        dataset = catalog_for(project).get(spec.output)
         if not dataset.exists():
             return False
         paths = dataset.paths()
@@ -197,7 +197,8 @@ def _output_record_key(paths: list[str]) -> str:
     return "output-" + hashlib.md5("\0".join(paths).encode(), usedforsecurity=False).hexdigest()
 
 
-def _catalog(project: Project) -> Any:
+def catalog_for(project: Project) -> Any:
+    """The active run's catalog, or the shared catalog for a task called outside any flow."""
     run = current_run()
     if run is not None:
         return run.catalog

@@ -314,13 +314,13 @@ def _load_input(spec: TaskSpec, project: Project, bound: inspect.BoundArguments)
         return
     if bound.arguments.get(spec.input_param) is not None:
         return
-    bound.arguments[spec.input_param] = _keys._catalog(project).get(spec.input).load()
+    bound.arguments[spec.input_param] = _keys.catalog_for(project).get(spec.input).load()
 
 
 def _save_output(spec: TaskSpec, project: Project, result: Any) -> None:
     if spec.output is None:
         return
-    catalog = _keys._catalog(project)
+    catalog = _keys.catalog_for(project)
     dataset = catalog.get(spec.output) if catalog.has(spec.output) else None
     if dataset is None:
         dataset = catalog.default_for(spec.output, result)
