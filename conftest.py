@@ -18,6 +18,7 @@ import sys
 import tempfile
 import time
 import urllib.request
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -85,6 +86,32 @@ def wait_for_prefect_server() -> None:
 def prefect_server() -> None:
     """Depend on this in tests that run Prefect flows (the conftests of those suites do)."""
     wait_for_prefect_server()
+
+
+@pytest.fixture
+def new_project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[[str], Path]]:
+    """Lay out an empty Latent project (config/, flows/, data/) and work inside it.
+
+    Call it with the text of config/latent.toml; returns the project root. The working directory
+    and the LATENT_* / MLFLOW_* variables are restored, and the process-wide task registry cleared.
+    """
+    from latent.registry import TaskRegistry
+
+    def make(latent_toml: str) -> Path:
+        root = tmp_path / "proj"
+        (root / "config").mkdir(parents=True)
+        (root / "config" / "latent.toml").write_text(latent_toml)
+        (root / "config" / "global.yaml").write_text("")
+        (root / "flows").mkdir()
+        (root / "data").mkdir()
+        monkeypatch.chdir(root)
+        for var in ("LATENT_ENVIRONMENT", "LATENT_PROJECT_ROOT", "MLFLOW_TRACKING_URI"):
+            monkeypatch.delenv(var, raising=False)
+        return root
+
+    TaskRegistry.clear()
+    yield make
+    TaskRegistry.clear()
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:

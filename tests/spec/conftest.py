@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -13,23 +13,10 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 from spec_project import LATENT_TOML, LogRecords, SpecProject
 
-from latent.registry import TaskRegistry
-
 
 @pytest.fixture
-def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[SpecProject]:
-    root = tmp_path / "proj"
-    (root / "config").mkdir(parents=True)
-    (root / "config" / "latent.toml").write_text(LATENT_TOML)
-    (root / "config" / "global.yaml").write_text("")
-    (root / "flows").mkdir()
-    (root / "data").mkdir()
-    monkeypatch.chdir(root)
-    for var in ("LATENT_ENVIRONMENT", "LATENT_PROJECT_ROOT", "MLFLOW_TRACKING_URI"):
-        monkeypatch.delenv(var, raising=False)
-    TaskRegistry.clear()
-    yield SpecProject(root)
-    TaskRegistry.clear()
+def project(new_project: Callable[[str], Path]) -> SpecProject:
+    return SpecProject(new_project(LATENT_TOML))
 
 
 @pytest.fixture
