@@ -20,7 +20,14 @@ from datetime import timedelta
 from typing import Any, Generic, ParamSpec, TypeVar
 
 from latent.cache import code_signature
-from latent.config import DatasetError, LatentConfigError, Project, bind_run, current_run
+from latent.config import (
+    DatasetError,
+    LatentConfigError,
+    Project,
+    bind_run,
+    current_run,
+    track_param_reads,
+)
 from latent.observe import (
     TaskExecutionError,
     bind_names,
@@ -254,8 +261,6 @@ def _run_body_in_run(
     bound = _signature(spec.fn).bind_partial(*args, **kwargs)
     _load_input(spec, project, bound)
     with bind_names(task=spec.name):
-        from latent.config import track_param_reads
-
         with track_param_reads() as reads:
             result, duration = _call_in_span(spec, bound)
         _save_output(spec, project, result)
