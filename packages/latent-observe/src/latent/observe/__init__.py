@@ -13,6 +13,7 @@ from latent.observe._logging import (
     logger,
     set_logger_provider,
 )
+from latent.observe._remote import TraceLink, continue_trace, trace_link
 from latent.observe._settings import configure_tracking, tracking_warnings
 from latent.observe._spans import SPAN_TYPES, SpanHandle, span, validate_span_type
 from latent.observe._summary import redact, summarize
@@ -25,8 +26,10 @@ __all__ = [
     "FlowRunHandle",
     "SpanHandle",
     "TaskExecutionError",
+    "TraceLink",
     "bind_names",
     "configure_tracking",
+    "continue_trace",
     "current_names",
     "flow_run",
     "get_flow_logger",
@@ -36,6 +39,7 @@ __all__ = [
     "set_logger_provider",
     "span",
     "summarize",
+    "trace_link",
     "tracking_warnings",
     "validate_span_type",
 ]

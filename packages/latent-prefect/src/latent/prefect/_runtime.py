@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from latent.cache import CacheStore, configure_checkpoints
-from latent.config import Project, RunConfig, current_run
+from latent.config import Project, current_run
 from latent.observe import configure_tracking, set_logger_provider
 
 _configured: list[Project] = []  # the project the process is wired to (at most one)
@@ -313,41 +313,6 @@ class _NoPace:
 
     def finish(self, in_flight: Iterable[Any]) -> None:
         return None
-
-
-@dataclass(frozen=True)
-class ShippedRun:
-    """What a task run in another process (Dask, Ray workers) needs to see its flow's `params`.
-
-    Context variables do not cross processes; this small picklable record does, on the task
-    object that the runner pickles, and the worker rebuilds the run from it.
-    """
-
-    root: str
-    flow: str
-    parameters: dict[str, Any]
-    typed: Any
-
-    @classmethod
-    def of(cls, run: RunConfig) -> ShippedRun:
-        return cls(str(run.project.root), run.flow, run.parameters, run.typed)
-
-    def rebuild(self) -> RunConfig:
-        project = prepare(Project(Path(self.root)))
-        return RunConfig(
-            flow=self.flow,
-            parameters=self.parameters,
-            typed=self.typed,
-            project=project,
-            catalog=project.catalog(self.flow),
-        )
-
-
-def runs_in_this_process(runner: Any) -> bool:
-    """True for Prefect's thread pool (context variables reach its workers)."""
-    from prefect.task_runners import ThreadPoolTaskRunner
-
-    return isinstance(runner, ThreadPoolTaskRunner)
 
 
 @dataclass

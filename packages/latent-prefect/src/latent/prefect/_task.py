@@ -31,13 +31,14 @@ from latent.config import (
 from latent.observe import (
     TaskExecutionError,
     bind_names,
+    continue_trace,
     logger,
     record_task,
     span,
     summarize,
     validate_span_type,
 )
-from latent.prefect import _keys, _runtime
+from latent.prefect import _keys, _runtime, _shipped
 from latent.prefect._futures import CachedFuture
 from latent.prefect._runtime import optional_parameter, resolved_signature
 from latent.prefect.errors import FlowDefinitionError
@@ -247,14 +248,22 @@ def _run_body(spec: TaskSpec, args: tuple[Any, ...], kwargs: dict[str, Any]) -> 
     ctx = TaskRunContext.get()
     shipped = getattr(ctx.task, "shipped_run", None) if ctx is not None else None
     if shipped is not None and current_run() is None:  # a worker process of Dask, Ray...
-        with bind_run(shipped.rebuild()), bind_names(flow=shipped.flow):
-            return _run_body_in_run(spec, ctx, args, kwargs)
-    return _run_body_in_run(spec, ctx, args, kwargs)
+        with (
+            bind_run(shipped.rebuild()),
+            bind_names(flow=shipped.flow),
+            continue_trace(shipped.trace),
+        ):
+            result, outcome = _execute(spec, ctx, args, kwargs)
+        return outcome.state(result)  # the flow's process records it (see `_shipped`)
+    result, outcome = _execute(spec, ctx, args, kwargs)
+    _shipped.record(spec.name, outcome)
+    return result
 
 
-def _run_body_in_run(
+def _execute(
     spec: TaskSpec, ctx: TaskRunContext | None, args: tuple[Any, ...], kwargs: dict[str, Any]
-) -> Any:
+) -> tuple[Any, _shipped.Outcome]:
+    """Load the input, call the function in its span, save the output, remember the key."""
     parts = _keys.pending_keys.pop(ctx.task_run.id, None) if ctx is not None else None
     run = current_run()
     project = run.project if run is not None else _runtime.project_for(spec.fn)
@@ -264,18 +273,14 @@ def _run_body_in_run(
         with track_param_reads() as reads:
             result, duration = _call_in_span(spec, bound)
         _save_output(spec, project, result)
-    record_task(
-        spec.name,
+    if parts is not None:
+        _after_cached_run(spec, project, parts, tuple(sorted(reads)), result)
+    outcome = _shipped.Outcome(
         duration_s=duration,
-        success=True,
-        cached=False,
         rows_in=_length(next(iter(bound.arguments.values()), None)),
         rows_out=_length(result),
     )
-    _runtime.summarize_task(spec.name, "Completed", duration)
-    if parts is not None:
-        _after_cached_run(spec, project, parts, tuple(sorted(reads)), result)
-    return result
+    return result, outcome
 
 
 def _call_in_span(spec: TaskSpec, bound: inspect.BoundArguments) -> tuple[Any, float]:
@@ -365,15 +370,18 @@ class LatentTask(Task[P, R], Generic[P, R]):
     def __init__(self, *args: Any, spec: TaskSpec | None = None, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.spec = spec
-        self.shipped_run: _runtime.ShippedRun | None = None
+        self.shipped_run: _shipped.ShippedRun | None = None
 
     def _for_runner(self, runner: Any) -> LatentTask[P, R]:
         """This task, or a copy carrying the flow's run when the runner crosses processes."""
         run = current_run()
-        if run is None or runner is None or _runtime.runs_in_this_process(runner):
+        if run is None or runner is None or _shipped.runs_in_this_process(runner):
             return self
+        _shipped.ship_by_value(self.fn.__module__)
+        if self.spec is not None:
+            _shipped.ship_by_value(self.spec.fn.__module__)
         shipped = copy.copy(self)
-        shipped.shipped_run = _runtime.ShippedRun.of(run)
+        shipped.shipped_run = _shipped.ShippedRun.of(run)
         return shipped
 
     def with_options(self, **kwargs: Any) -> LatentTask[P, R]:
@@ -425,14 +433,23 @@ class LatentTask(Task[P, R], Generic[P, R]):
         flow_ctx = FlowRunContext.get()
         target = self._for_runner(getattr(flow_ctx, "task_runner", None))
         if kwargs.get("return_state") or kwargs.get("wait_for") or not self._fast_path_ok():
-            return Task.submit(target, *args, **kwargs)
-        parameters = get_call_parameters(self.fn, args, kwargs, apply_defaults=True)
-        cached = self._lookup(parameters)
-        if cached is not None:
-            return cached
-        future = Task.submit(target, *args, **kwargs)
-        future.add_done_callback(_count_future_if_cached)
+            future = Task.submit(target, *args, **kwargs)
+        else:
+            parameters = get_call_parameters(self.fn, args, kwargs, apply_defaults=True)
+            cached = self._lookup(parameters)
+            if cached is not None:
+                return cached
+            future = Task.submit(target, *args, **kwargs)
+        if isinstance(future, PrefectFuture):
+            self._account(future, shipped=target is not self)
         return future
+
+    def _account(self, future: PrefectFuture[Any], *, shipped: bool) -> None:
+        """Count what a submitted run did once it finishes: all of it when it ran elsewhere."""
+        if shipped:
+            _shipped.account_when_done(future, self._require_spec().name)
+        elif self._fast_path_ok():
+            future.add_done_callback(_count_future_if_cached)
 
     def map(
         self,
@@ -501,8 +518,7 @@ class LatentTask(Task[P, R], Generic[P, R]):
                 )
             finally:
                 _map_index.reset(token)
-            if spec.cache:
-                future.add_done_callback(_count_future_if_cached)
+            self._account(future, shipped=shipped is not self)
             in_flight.append(future)
             futures.append(future)
         if hits:

@@ -14,6 +14,7 @@ from rich.table import Table
 
 from latent.config import LatentConfigError, Project
 from latent.prefect._flow import LatentFlow
+from latent.prefect._shipped import FLOW_MODULE_PREFIX, ship_by_value
 from latent.prefect.errors import FlowImportError
 
 app = typer.Typer(
@@ -50,16 +51,14 @@ def load_flow(project: Project, name: str) -> LatentFlow[Any, Any]:
             f"No flow file {path}. Flows in this project: {known}. "
             f"Create one with: latent new flow {name}"
         )
-    module_name = f"latent_flows.{name}"
+    module_name = f"{FLOW_MODULE_PREFIX}{name}"
     spec = importlib.util.spec_from_file_location(module_name, path)
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     sys.modules[module_name] = module
     spec.loader.exec_module(module)
     # Worker processes (Dask, Ray) cannot import `latent_flows.<name>`: ship it by value.
-    import cloudpickle
-
-    cloudpickle.register_pickle_by_value(module)
+    ship_by_value(module_name)
     for value in vars(module).values():
         if isinstance(value, LatentFlow) and value.name == name:
             return value

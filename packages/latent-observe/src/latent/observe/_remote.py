@@ -1,0 +1,251 @@
+"""Spans of work shipped to other processes (Dask, Ray, process pools) in the flow's own trace.
+
+Context variables do not cross processes, so the flow's process hands a small picklable
+`TraceLink` along with the work: the MLflow run, its experiment and the W3C ``traceparent`` of the
+span the work was submitted under. In the worker, `continue_trace(link)` makes spans opened inside
+it children of that span, in the same trace, exported to the same store (MLflow's distributed
+tracing: spans are sent with ``log_spans``, which SQL stores and tracking servers accept).
+
+Task metrics are not sent from workers: the flow's process records them from what the task
+reports back, so per-run counters (cache hits and misses) and metric steps stay whole.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+from latent.observe._mlflow import Backend
+from latent.observe._settings import current_settings, emit_warning
+from latent.observe._tracking import _RUN, _SPAN, FlowRunHandle, SpanNode, resolve
+
+_TRACE_ID_PREFIX = "tr-"
+
+
+@dataclass(frozen=True)
+class TraceLink:
+    """Where work running in another process attaches its spans (see the module docstring)."""
+
+    tracking_uri: str
+    experiment_id: str
+    run_id: str
+    flow_name: str
+    traceparent: str
+
+
+def trace_link() -> TraceLink | None:
+    """A link to the current span of the recorded flow run; None when nothing is recorded."""
+    run, parent, _ = resolve()
+    backend = run.backend if run is not None else None
+    if run is None or backend is None or parent is None or parent.live is None:
+        return None
+    if run.run_id is None or run.experiment_id is None:
+        return None
+    traceparent = _traceparent(parent.live)
+    if traceparent is None:
+        return None
+    return TraceLink(
+        tracking_uri=backend.tracking_uri,
+        experiment_id=run.experiment_id,
+        run_id=run.run_id,
+        flow_name=run.flow_name,
+        traceparent=traceparent,
+    )
+
+
+def _traceparent(live: Any) -> str | None:
+    """W3C ``traceparent`` of an MLflow span: MLflow trace ids are ``tr-`` + the OTel trace id."""
+    trace_id = str(getattr(live, "trace_id", "") or "")
+    span_id = str(getattr(live, "span_id", "") or "")
+    otel_trace_id = trace_id.removeprefix(_TRACE_ID_PREFIX)
+    if len(otel_trace_id) != 32 or len(span_id) != 16:
+        return None
+    return f"00-{otel_trace_id}-{span_id}-01"
+
+
+class LinkedRunHandle(FlowRunHandle):
+    """The flow's run as seen from a worker: spans go to its trace, metrics stay with the flow."""
+
+    _warned_runs: ClassVar[set[str]] = set()  # linked runs this process has warned about
+    _warned_lock: ClassVar[threading.Lock] = threading.Lock()
+
+    def __init__(self, link: TraceLink, backend: Backend) -> None:
+        super().__init__(link.flow_name, None)
+        self.run_id = link.run_id
+        self.experiment_id = link.experiment_id
+        self._backend = backend
+
+    def record(self, task: str, **_: Any) -> None:
+        """Workers report task metrics back to the flow's process instead (module docstring)."""
+
+    def flush(self) -> None:
+        """Nothing is buffered here."""
+
+    def degrade(self, message: str) -> None:
+        self._backend = None
+        with LinkedRunHandle._warned_lock:
+            if self.run_id in LinkedRunHandle._warned_runs:
+                return
+            LinkedRunHandle._warned_runs.add(str(self.run_id))
+        emit_warning(
+            f"flow '{self.flow_name}' (worker process): {message}; spans of this "
+            "process are not recorded, the tasks run"
+        )
+
+
+class _RemoteTraces:
+    """The remote traces this process has tasks inside, counted, so overlapping tasks share one.
+
+    MLflow exports a worker's spans only while it knows their trace; the registration is
+    dropped (after a flush) when the last task of this process inside that trace finishes.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._users: dict[int, list[Any]] = {}  # otel trace id -> [tasks inside, registered]
+
+    def enter(self, link: TraceLink) -> tuple[int, Any]:
+        from opentelemetry import trace as otel_trace
+        from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+
+        ctx = TraceContextTextMapPropagator().extract({"traceparent": link.traceparent})
+        span_context = otel_trace.get_current_span(ctx).get_span_context()
+        if not span_context.is_valid:
+            raise ValueError(f"invalid traceparent {link.traceparent!r}")
+        otel_trace_id = int(span_context.trace_id)
+        with self._lock:
+            if otel_trace_id not in self._users:
+                registered = _register_remote_trace(otel_trace_id, link.experiment_id)
+                self._users[otel_trace_id] = [0, registered]
+            self._users[otel_trace_id][0] += 1
+        return otel_trace_id, _context_api().attach(ctx)
+
+    def leave(self, otel_trace_id: int, token: Any, backend: Backend) -> None:
+        _context_api().detach(token)
+        with self._lock:
+            entry = self._users[otel_trace_id]
+            entry[0] -= 1
+            if entry[0] > 0:
+                return
+            if not entry[1]:  # the flow's own trace, in this very process: MLflow exports it
+                del self._users[otel_trace_id]
+                return
+        try:
+            backend.flush_traces()  # export while MLflow still knows the trace
+        finally:
+            with self._lock:
+                if self._users.get(otel_trace_id, [None])[0] == 0:
+                    del self._users[otel_trace_id]
+                    _forget_remote_trace(otel_trace_id)
+
+
+_remote_traces = _RemoteTraces()
+
+
+def _context_api() -> Any:
+    """The OpenTelemetry context MLflow's tracer reads (its own, unless unified with OTel's)."""
+    try:
+        from mlflow.tracing.provider import get_context_api
+
+        return get_context_api()
+    except ImportError:  # an MLflow without the split: the global OpenTelemetry context
+        from opentelemetry import context
+
+        return context
+
+
+def _register_remote_trace(otel_trace_id: int, experiment_id: str) -> bool:
+    """Tell MLflow's trace manager about a trace whose root lives in another process.
+
+    The same registration MLflow's ``set_tracing_context_from_http_request_headers`` makes, but
+    held for as long as this process has tasks in the trace (MLflow's helper drops it on exit,
+    before its batch exporter has sent the spans), and located in the run's experiment. False
+    when the trace is already this process's own (work that never left the flow's process).
+    """
+    from mlflow.entities.trace_info import TraceInfo, TraceState
+    from mlflow.entities.trace_location import TraceLocation
+    from mlflow.tracing.trace_manager import InMemoryTraceManager
+    from mlflow.tracing.utils import generate_mlflow_trace_id_from_otel_trace_id
+
+    manager = InMemoryTraceManager.get_instance()
+    trace_id = generate_mlflow_trace_id_from_otel_trace_id(otel_trace_id)
+    with manager.get_trace(trace_id) as existing:
+        if existing is not None:
+            return False
+    info = TraceInfo(
+        trace_id=trace_id,
+        trace_location=TraceLocation.from_experiment_id(experiment_id),
+        request_time=None,  # type: ignore[arg-type]  # set by the flow's process, which owns it
+        state=TraceState.IN_PROGRESS,
+    )
+    manager.register_trace(otel_trace_id, info, is_remote_trace=True)
+    return True
+
+
+def _forget_remote_trace(otel_trace_id: int) -> None:
+    from mlflow.tracing.trace_manager import InMemoryTraceManager
+
+    InMemoryTraceManager.get_instance().pop_trace(otel_trace_id)
+
+
+_backends: dict[str, Backend | None] = {}
+_backends_lock = threading.Lock()
+
+
+def _backend_for(link: TraceLink) -> Backend | None:
+    """The backend for a link's store, checked once per process; None (one warning) if down."""
+    with _backends_lock:
+        if link.tracking_uri in _backends:
+            return _backends[link.tracking_uri]
+        try:
+            backend: Backend | None = Backend.for_uri(
+                link.tracking_uri, current_settings().connect_timeout_s
+            )
+        except Exception as exc:
+            emit_warning(
+                f"flow '{link.flow_name}' (worker process): MLflow at {link.tracking_uri} cannot "
+                f"record spans here ({exc}); the tasks run without them"
+            )
+            backend = None
+        _backends[link.tracking_uri] = backend
+        return backend
+
+
+@contextmanager
+def continue_trace(link: TraceLink | None) -> Iterator[None]:
+    """Record spans opened inside this block under `link`'s span (in a worker process).
+
+    A no-op when `link` is None or this context already belongs to a recorded flow run (the
+    work did not leave the flow's process after all). MLflow problems give one warning per
+    process and the block runs untraced.
+    """
+    if link is None or _RUN.get() is not None:
+        yield
+        return
+    backend = _backend_for(link)
+    if backend is None:
+        yield
+        return
+    handle = LinkedRunHandle(link, backend)
+    try:
+        otel_trace_id, token = _remote_traces.enter(link)
+    except Exception as exc:
+        handle.degrade(f"MLflow could not continue the flow's trace ({exc})")
+        yield
+        return
+    node = SpanNode(None, handle, fallback=False)
+    handle._root = node
+    run_token, span_token = _RUN.set(handle), _SPAN.set(node)
+    try:
+        yield
+    finally:
+        _SPAN.reset(span_token)
+        _RUN.reset(run_token)
+        handle._ended = True
+        try:
+            _remote_traces.leave(otel_trace_id, token, backend)
+        except Exception as exc:
+            handle.degrade(f"MLflow could not send this process's spans ({exc})")
