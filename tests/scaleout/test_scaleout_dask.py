@@ -15,7 +15,15 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from conftest import load, load_for_dask, run_flow
+from conftest import (
+    assert_checkpoints_resume,
+    assert_worker_spans_in_the_flows_trace,
+    load,
+    load_for_dask,
+    resume_project,
+    run_flow,
+    tracked_runs,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -65,8 +73,10 @@ def test_dask_results_equal_the_default_runner(
 
     monkeypatch.chdir(dask_root)
     flow = load_for_dask(dask_root, "answer").with_options(task_runner=_dask_runner(dask_cluster))
-    answers = flow()
+    answers, table = run_flow(flow)
 
+    # what ran in the workers reaches `latent run`'s table like what runs in threads
+    assert table[("answer_question", "Completed")] == 8
     expected_answers, expected_scored = _outputs(default_root)
     got_answers, got_scored = _outputs(dask_root)
     pd.testing.assert_frame_equal(got_answers, expected_answers)
@@ -86,63 +96,34 @@ def test_dask_second_run_hits_the_cache(
     assert ("answer_question", "Completed") not in table
 
 
-RESUME_FLOW = '''
-from pathlib import Path
+def test_dask_spans_and_metrics_reach_the_flows_run(
+    example_copy: Any, dask_cluster: Any, tracked: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    root = example_copy("dask")
+    monkeypatch.chdir(root)
+    flow = load_for_dask(root, "answer").with_options(task_runner=_dask_runner(dask_cluster))
+    run_flow(flow)
+    run_flow(flow)
 
-from latent.prefect import checkpoint, flow, task
-
-LOG = Path(__file__).resolve().parents[2] / "calls.log"
-FAIL = Path(__file__).resolve().parents[2] / "fail-after"
-
-
-@task("judge_batch", cache=False, retry=False)
-def judge_batch(batch: int) -> list[int]:
-    """Three checkpointed verdicts per batch; batch 1 crashes after its 2nd while FAIL exists."""
-
-    @checkpoint
-    def verdict(batch: int, item: int) -> int:
-        with LOG.open("a") as fh:
-            fh.write(f"{batch}-{item}\\n")
-        return batch * 10 + item
-
-    out = []
-    for item in range(3):
-        out.append(verdict(batch, item))
-        if batch == 1 and item == 1 and FAIL.exists():
-            raise RuntimeError("worker lost its connection")
-    return out
-
-
-@flow("resume")
-def resume() -> list[list[int]]:
-    return [f.result() for f in judge_batch.map(batch=[0, 1, 2])]
-'''
+    first, second = tracked_runs(root, "answer")
+    # spans opened in the worker processes are children of the flow's span, in its trace
+    assert_worker_spans_in_the_flows_trace(first, "answer", "answer_question", 8)
+    # metrics of worker task runs are recorded on the flow's run, from the flow's process
+    assert first.metrics["task.answer_question.cache_misses"] == 8
+    assert first.metrics["task.answer_question.cache_hits"] == 0
+    durations = first.history("task.answer_question.duration")
+    assert len(durations) == 8 and all(d >= 0.01 for d in durations)  # the model sleeps 10 ms
+    assert first.history("task.answer_question.rows_out") == [2.0] * 8  # (answer, model) pairs
+    # the second run was answered by the cache in the flow's process: no task ran anywhere
+    assert second.metrics["task.answer_question.cache_hits"] == 8
+    assert second.metrics["task.answer_question.cache_misses"] == 0
+    assert second.spans_named("answer_question") == []
 
 
 def test_dask_checkpoints_resume_inside_worker_processes(
     tmp_path: Path, quiet_project_env: None, dask_cluster: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    root = tmp_path / "proj"
-    (root / "config").mkdir(parents=True)
-    (root / "config" / "latent.toml").write_text('environment = "dev"\n')
-    (root / "flows" / "resume").mkdir(parents=True)
-    (root / "flows" / "resume" / "flow.py").write_text(RESUME_FLOW)
-    (root / "fail-after").touch()
+    root = resume_project(tmp_path / "proj")
     monkeypatch.chdir(root)
     flow = load_for_dask(root, "resume").with_options(task_runner=_dask_runner(dask_cluster))
-
-    with pytest.raises(Exception, match="worker lost its connection"):
-        flow()
-    first = (root / "calls.log").read_text().split()
-    # batch 2 may or may not have run before the failed flow stopped its workers
-    assert {"0-0", "0-1", "0-2", "1-0", "1-1"} <= set(first)
-    assert "1-2" not in first
-
-    (root / "fail-after").unlink()
-    result = flow()
-    assert result == [[0, 1, 2], [10, 11, 12], [20, 21, 22]]
-    calls = (root / "calls.log").read_text().split()
-    everything = {f"{b}-{i}" for b in range(3) for i in range(3)}
-    # only the unfinished verdicts ran again, each once
-    assert sorted(calls[len(first) :]) == sorted(everything - set(first))
-    assert (root / ".latent" / "cache").is_dir()
+    assert_checkpoints_resume(root, flow)

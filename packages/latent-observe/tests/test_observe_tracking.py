@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import socket
 import subprocess
 from concurrent.futures import ThreadPoolExecutor
@@ -245,3 +246,30 @@ def test_span_outside_a_flow_is_a_working_no_op(tracking_uri: str) -> None:
 
     assert handle.active is False
     assert handle.outputs == {"password": "***"}
+
+
+def test_a_second_store_in_the_same_process_gets_its_own_runs(
+    tmp_path: Any, template_store: Any, monkeypatch: Any
+) -> None:
+    """MLflow exports MLFLOW_TRACKING_URI when its global URI is set; Latent must not leave it
+    behind, or the next project opened in the process (whose settings honour that variable)
+    would record into this one's store."""
+    import shutil
+
+    from mlflow import MlflowClient
+
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    uris = []
+    for name in ("a", "b"):
+        path = tmp_path / name / "mlflow.db"
+        path.parent.mkdir()
+        shutil.copyfile(template_store, path)
+        uris.append(f"sqlite:///{path}")
+        configure_tracking(tracking_uri=uris[-1], experiment_prefix="test-")
+        with flow_run(f"flow_{name}"):
+            pass
+        assert "MLFLOW_TRACKING_URI" not in os.environ
+    for name, uri in zip(("a", "b"), uris, strict=True):
+        names = [e.name for e in MlflowClient(uri).search_experiments()]
+        assert f"test-flow_{name}" in names
+        assert f"test-flow_{'b' if name == 'a' else 'a'}" not in names

@@ -27,6 +27,7 @@ MAX_TAG_VALUE_LEN = 8000
 MAX_PARAMS_PER_BATCH = 100
 MAX_METRICS_PER_BATCH = 1000
 SOURCE_RUN_METADATA = "mlflow.sourceRun"
+ENV_TRACKING_URI = "MLFLOW_TRACKING_URI"
 
 
 class TrackingUnavailable(Exception):
@@ -120,9 +121,22 @@ class Backend:
         return backend
 
     def use_for_traces(self) -> None:
-        """Point MLflow's trace exporter (which only reads the global URI) at this store."""
-        if self.mlflow.get_tracking_uri() != self.tracking_uri:
+        """Point MLflow's trace exporter (which only reads the global URI) at this store.
+
+        `mlflow.set_tracking_uri` also exports ``MLFLOW_TRACKING_URI``, which users (and
+        Latent's project settings) read as *their* choice: the next project opened in this
+        process would record into this one's store. The variable is put back as it was.
+        """
+        if self.mlflow.get_tracking_uri() == self.tracking_uri:
+            return
+        before = os.environ.get(ENV_TRACKING_URI)
+        try:
             self.mlflow.set_tracking_uri(self.tracking_uri)
+        finally:
+            if before is None:
+                os.environ.pop(ENV_TRACKING_URI, None)
+            else:
+                os.environ[ENV_TRACKING_URI] = before
 
     def experiment_id(self, name: str) -> str:
         with self._lock:

@@ -321,6 +321,9 @@ def _root_span(
     if backend is None:
         yield
         return
+    # A parent span without a live object is another process's (see `_remote`): the span
+    # continues that trace, which already belongs to an experiment and a run.
+    remote_parent = parent_span is not None and parent_span.live is None
     try:
         live = backend.start_span(
             handle.flow_name,
@@ -328,8 +331,8 @@ def _root_span(
             parent=parent_span.live if parent_span is not None else None,
             inputs=summarize(dict(params or {})),
             attributes={"latent.flow": handle.flow_name, "latent.run_id": handle.run_id},
-            experiment_id=handle.experiment_id,
-            run_id=handle.run_id,
+            experiment_id=None if remote_parent else handle.experiment_id,
+            run_id=None if remote_parent else handle.run_id,
         )
     except Exception as exc:
         handle.degrade(f"MLflow could not start the flow's trace ({exc})")

@@ -1,0 +1,111 @@
+"""Issue 6, point 8: the example evaluation on a local Ray cluster (prefect-ray), unchanged.
+
+One Ray instance (2 CPUs) serves the module; `RayTaskRunner` finds it initialised and uses it,
+as it would use a cluster given by address. The flow module is loaded the way `latent run`
+loads it: as `latent_flows.<name>`, which Ray workers cannot import, so Latent ships it by
+value with Ray's own cloudpickle.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+from conftest import (
+    assert_checkpoints_resume,
+    assert_worker_spans_in_the_flows_trace,
+    load,
+    resume_project,
+    run_flow,
+    tracked_runs,
+)
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def ray_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """A local Ray instance with 2 CPUs, started in an empty directory (workers find each
+    project from the flow's source file, never from a stale working directory)."""
+    import ray
+
+    neutral = tmp_path_factory.mktemp("ray-cwd")
+    before = os.getcwd()
+    os.chdir(neutral)
+    try:
+        ray.init(
+            num_cpus=2,
+            include_dashboard=False,
+            object_store_memory=200 * 1024 * 1024,
+            log_to_driver=False,
+        )
+    finally:
+        os.chdir(before)
+    try:
+        yield
+    finally:
+        ray.shutdown()
+
+
+def _ray_runner() -> Any:
+    from prefect_ray import RayTaskRunner
+
+    return RayTaskRunner()
+
+
+def _outputs(root: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
+    answers = pd.read_parquet(root / "data" / "answer" / "answers.parquet")
+    scored = pd.read_parquet(root / "data" / "answer" / "scored.parquet")
+    return answers.sort_values("id", ignore_index=True), scored.sort_values("id", ignore_index=True)
+
+
+def test_ray_results_equal_the_default_runner_and_the_cache_is_shared(
+    example_copy: Any, ray_cluster: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    default_root, ray_root = example_copy("default"), example_copy("ray")
+    monkeypatch.chdir(default_root)
+    load(default_root, "answer")()
+
+    monkeypatch.chdir(ray_root)
+    flow = load(ray_root, "answer").with_options(task_runner=_ray_runner())
+    _, table = run_flow(flow)
+    assert table[("answer_question", "Completed")] == 8
+    expected_answers, expected_scored = _outputs(default_root)
+    got_answers, got_scored = _outputs(ray_root)
+    pd.testing.assert_frame_equal(got_answers, expected_answers)
+    pd.testing.assert_frame_equal(got_scored, expected_scored)
+
+    _, table = run_flow(flow)
+    assert table.get(("answer_question", "Cached")) == 8
+    assert ("answer_question", "Completed") not in table
+
+
+def test_ray_spans_and_metrics_reach_the_flows_run(
+    example_copy: Any, ray_cluster: None, tracked: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    root = example_copy("ray")
+    monkeypatch.chdir(root)
+    flow = load(root, "answer").with_options(task_runner=_ray_runner())
+    run_flow(flow)
+
+    (run,) = tracked_runs(root, "answer")
+    assert_worker_spans_in_the_flows_trace(run, "answer", "answer_question", 8)
+    assert run.metrics["task.answer_question.cache_misses"] == 8
+    assert len(run.history("task.answer_question.duration")) == 8
+
+
+def test_ray_checkpoints_resume_inside_worker_processes(
+    tmp_path: Path, quiet_project_env: None, ray_cluster: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    root = resume_project(tmp_path / "proj")
+    monkeypatch.chdir(root)
+    flow = load(root, "resume").with_options(task_runner=_ray_runner())
+    assert_checkpoints_resume(root, flow)
