@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 import shutil
 import socket
-import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -43,20 +42,6 @@ def load(root: Path, name: str) -> Any:
     from latent.prefect.cli import load_flow
 
     return load_flow(Project.discover(cwd=root), name)
-
-
-def load_for_dask(root: Path, name: str) -> Any:
-    """Like `load`, plus the user-side workaround that lets Dask ship the flow's functions.
-
-    `latent run` imports a flow file as module `latent_flows.<name>`, which worker processes
-    cannot import; telling cloudpickle to pickle that module by value sends the functions
-    themselves instead of a reference.
-    """
-    import cloudpickle
-
-    flow = load(root, name)
-    cloudpickle.register_pickle_by_value(sys.modules[f"latent_flows.{name}"])
-    return flow
 
 
 def free_port() -> int:

@@ -19,7 +19,6 @@ from conftest import (
     assert_checkpoints_resume,
     assert_worker_spans_in_the_flows_trace,
     load,
-    load_for_dask,
     resume_project,
     run_flow,
     tracked_runs,
@@ -72,7 +71,7 @@ def test_dask_results_equal_the_default_runner(
     load(default_root, "answer")()
 
     monkeypatch.chdir(dask_root)
-    flow = load_for_dask(dask_root, "answer").with_options(task_runner=_dask_runner(dask_cluster))
+    flow = load(dask_root, "answer").with_options(task_runner=_dask_runner(dask_cluster))
     answers, table = run_flow(flow)
 
     # what ran in the workers reaches `latent run`'s table like what runs in threads
@@ -89,7 +88,7 @@ def test_dask_second_run_hits_the_cache(
 ) -> None:
     root = example_copy("dask")
     monkeypatch.chdir(root)
-    flow = load_for_dask(root, "answer").with_options(task_runner=_dask_runner(dask_cluster))
+    flow = load(root, "answer").with_options(task_runner=_dask_runner(dask_cluster))
     run_flow(flow)
     _, table = run_flow(flow)
     assert table.get(("answer_question", "Cached")) == 8
@@ -101,7 +100,7 @@ def test_dask_spans_and_metrics_reach_the_flows_run(
 ) -> None:
     root = example_copy("dask")
     monkeypatch.chdir(root)
-    flow = load_for_dask(root, "answer").with_options(task_runner=_dask_runner(dask_cluster))
+    flow = load(root, "answer").with_options(task_runner=_dask_runner(dask_cluster))
     run_flow(flow)
     run_flow(flow)
 
@@ -125,5 +124,5 @@ def test_dask_checkpoints_resume_inside_worker_processes(
 ) -> None:
     root = resume_project(tmp_path / "proj")
     monkeypatch.chdir(root)
-    flow = load_for_dask(root, "resume").with_options(task_runner=_dask_runner(dask_cluster))
+    flow = load(root, "resume").with_options(task_runner=_dask_runner(dask_cluster))
     assert_checkpoints_resume(root, flow)

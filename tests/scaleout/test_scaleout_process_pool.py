@@ -30,9 +30,7 @@ def test_process_pool_runs_the_example_like_the_default_runner(
     expected = load(default_root, "answer")()
 
     monkeypatch.chdir(pool_root)
-    flow = load(pool_root, "answer").with_options(
-        task_runner=ProcessPoolTaskRunner(max_workers=2)
-    )
+    flow = load(pool_root, "answer").with_options(task_runner=ProcessPoolTaskRunner(max_workers=2))
     answers, table = run_flow(flow)
 
     pd.testing.assert_frame_equal(
