@@ -83,6 +83,57 @@ def test_other_modules_functions_are_not_followed(load_module) -> None:
     assert sig(load_module, BASE.replace("import os", "import os, sys")) == base
 
 
+FLOW = """
+def task(x):
+    return utils.normalize(x) + clean(x)
+"""
+
+
+def _flow_with(load_module, utils_source: str, clean_source: str, folder: Path | None = None):
+    utils = load_module(utils_source, "utils")
+    cleaning = load_module(clean_source, "cleaning")
+    if folder is not None:  # the same helper module, installed as a library
+        path = folder / "site-packages" / "utils.py"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(textwrap.dedent(utils_source))
+        utils = _import_file(path, "utils")
+    flow = load_module(FLOW)
+    flow.utils = utils  # `import utils` and `from cleaning import clean`, as the flow file has
+    flow.clean = cleaning.clean
+    return flow.task
+
+
+def _import_file(path: Path, name: str):
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(name, path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+UTILS = "def normalize(x):\n    return x.strip().lower()\n"
+CLEAN = "def clean(x):\n    return x.replace('  ', ' ')\n"
+
+
+def test_helpers_in_other_project_modules_are_followed(load_module) -> None:
+    """A bug fixed in utils.py, called as `utils.normalize` or imported by name, re-runs it."""
+    base = code_signature(_flow_with(load_module, UTILS, CLEAN))
+    assert code_signature(_flow_with(load_module, UTILS, CLEAN)) == base
+    fixed_utils = UTILS.replace(".lower()", ".casefold()")
+    assert code_signature(_flow_with(load_module, fixed_utils, CLEAN)) != base
+    fixed_clean = CLEAN.replace("' ')", "' ').strip()")
+    assert code_signature(_flow_with(load_module, UTILS, fixed_clean)) != base
+
+
+def test_installed_libraries_are_not_followed(load_module, tmp_path: Path) -> None:
+    """Code under site-packages changes with its version, not with the user's edits."""
+    first = code_signature(_flow_with(load_module, UTILS, CLEAN, tmp_path / "a"))
+    edited = UTILS.replace(".lower()", ".casefold()")
+    assert code_signature(_flow_with(load_module, edited, CLEAN, tmp_path / "b")) == first
+
+
 def test_lambdas_nested_functions_and_methods(load_module) -> None:
     source = """
         square = lambda x: x * x

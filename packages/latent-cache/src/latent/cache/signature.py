@@ -1,10 +1,14 @@
 """Code signatures: a digest of what a function does, stable across edits that change nothing.
 
 The signature hashes the function's normalised AST (no docstrings, comments, line numbers or
-formatting, no decorators) with its qualified name, plus the signatures of the module-level
-functions of the same module that it calls, followed recursively with cycle protection. So:
-- editing a helper the function calls invalidates it (Prefect, joblib, Hamilton and ZenML miss
-  this: their users get stale results after fixing a bug in a helper);
+formatting, no decorators) with its qualified name, plus the signatures of the user functions it
+calls, followed recursively with cycle protection. A user function is one of the same module, or
+one whose source file is not part of Python or an installed library: ``helper(x)``,
+``utils.helper(x)`` and ``pkg.utils.helper(x)`` are followed into the project's own modules,
+``json.dumps`` and ``np.mean`` are not (their code changes with their version). So:
+- editing a helper the function calls invalidates it, in the same file or another file of the
+  project (Prefect, joblib, Hamilton and ZenML miss this: their users get stale results after
+  fixing a bug in a helper);
 - moving the function down the file or fixing a comment does not (joblib loses its cache on a
   shifted line);
 - two functions with the same body but different names never share a signature.
@@ -18,7 +22,11 @@ signature falls back to the bytecode, constants and names of the code object.
 from __future__ import annotations
 
 import ast
+import functools
 import inspect
+import os
+import site
+import sysconfig
 import textwrap
 import threading
 import types
@@ -36,7 +44,7 @@ _LOCK = threading.Lock()
 
 
 def code_signature(fn: Callable[..., Any]) -> str:
-    """Return a 32-character hex digest of ``fn``'s code and the same-module helpers it calls.
+    """Return a 32-character hex digest of ``fn``'s code and the user helpers it calls.
 
     Computed once per code object per process (it sits on the hot path of every cached call).
     Accepts plain functions, lambdas, nested functions, methods (bound or not) and wrappers made
@@ -85,39 +93,82 @@ def _parts(func: types.FunctionType, seen: set[int]) -> Iterator[bytes]:
         return
     seen.add(id(code))
     name = f"{func.__module__}.{func.__qualname__}"
-    body, names = _normalised(func)
+    body, names, chains = _normalised(func)
     yield b"%d:" % len(name.encode()) + name.encode()
     yield b"%d:" % len(body) + body
-    for helper_name in sorted(names):
-        helper = _helper(func, helper_name)
+    helpers = [_helper(func, (n,)) for n in sorted(names)]
+    helpers += [_helper(func, chain) for chain in sorted(chains)]
+    for helper in helpers:
         if helper is not None:
             yield from _parts(helper, seen)
 
 
-def _helper(func: types.FunctionType, name: str) -> types.FunctionType | None:
-    """A module-level function of the same module called by name, unwrapped, if any."""
-    value = func.__globals__.get(name)
+def _helper(func: types.FunctionType, path: tuple[str, ...]) -> types.FunctionType | None:
+    """The user function that ``name`` or ``module.name`` in ``func``'s body refers to, if any."""
+    value = func.__globals__.get(path[0])
+    for attribute in path[1:]:
+        if not isinstance(value, types.ModuleType):
+            return None
+        value = getattr(value, attribute, None)
     if value is None:
         return None
     try:
         value = _unwrap(value)
     except TypeError:
         return None
-    if value.__module__ != func.__module__:
-        return None
-    return value
+    if value.__module__ == func.__module__ or _is_user_file(value.__code__.co_filename):
+        return value
+    return None
 
 
-def _normalised(func: types.FunctionType) -> tuple[bytes, set[str]]:
-    """Normalised AST dump and the global names the body loads; bytecode when no source."""
+@functools.lru_cache(maxsize=4096)
+def _is_user_file(filename: str) -> bool:
+    """True for a real source file outside Python's and the installed libraries' directories."""
+    if not os.path.isabs(filename):  # "<string>", "<stdin>", frozen modules
+        return False
+    path = os.path.realpath(filename)
+    parts = path.split(os.sep)
+    if "site-packages" in parts or "dist-packages" in parts:
+        return False
+    return not any(path.startswith(prefix) for prefix in _library_dirs())
+
+
+@functools.cache
+def _library_dirs() -> tuple[str, ...]:
+    paths = sysconfig.get_paths()
+    dirs = [paths.get(key) for key in ("stdlib", "platstdlib", "purelib", "platlib")]
+    dirs += getattr(site, "getsitepackages", list)()  # some virtualenvs' site module lacks it
+    return tuple(os.path.realpath(d) + os.sep for d in dirs if d)
+
+
+def _normalised(func: types.FunctionType) -> tuple[bytes, set[str], set[tuple[str, ...]]]:
+    """Normalised AST dump, the global names the body loads and the dotted names it reads
+    (``utils.helper`` as ``("utils", "helper")``); bytecode and names when there is no source.
+    """
     node = _source_node(func)
     if node is None:
-        return _bytecode(func.__code__), _code_names(func.__code__)
+        return _bytecode(func.__code__), _code_names(func.__code__), set()
     _strip(node)
     names = {
         n.id for n in ast.walk(node) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load)
     }
-    return ast.dump(node, annotate_fields=False, include_attributes=False).encode(), names
+    chains = {chain for n in ast.walk(node) if (chain := _dotted(n)) is not None}
+    return ast.dump(node, annotate_fields=False, include_attributes=False).encode(), names, chains
+
+
+def _dotted(node: ast.AST) -> tuple[str, ...] | None:
+    """``a.b.c`` read in the body as ("a", "b", "c"); None for anything else."""
+    if not isinstance(node, ast.Attribute) or not isinstance(node.ctx, ast.Load):
+        return None
+    parts = [node.attr]
+    value = node.value
+    while isinstance(value, ast.Attribute):
+        parts.append(value.attr)
+        value = value.value
+    if not isinstance(value, ast.Name):
+        return None
+    parts.append(value.id)
+    return tuple(reversed(parts))
 
 
 def _source_node(func: types.FunctionType) -> ast.AST | None:
