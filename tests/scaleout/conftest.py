@@ -157,6 +157,20 @@ def assert_worker_spans_in_the_flows_trace(run: TrackedRun, flow: str, task: str
     assert all(s.inputs for s in task_spans)
 
 
+def assert_same_outputs(root: Path, expected_root: Path) -> None:
+    """The example's `answers` and `scored` tables at `root` equal those at `expected_root`."""
+    import pandas as pd
+
+    for name in ("answers", "scored"):
+        got, expected = (
+            pd.read_parquet(r / "data" / "answer" / f"{name}.parquet").sort_values(
+                "id", ignore_index=True
+            )
+            for r in (root, expected_root)
+        )
+        pd.testing.assert_frame_equal(got, expected)
+
+
 def run_flow(flow: Any, *args: Any) -> tuple[Any, dict[tuple[str, str], int]]:
     """Run `flow`; return its result and `latent run`'s table: (task, status) -> calls."""
     from latent.prefect._runtime import collect_summary

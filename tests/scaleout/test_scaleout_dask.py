@@ -10,13 +10,13 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import pandas as pd
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
 from conftest import (
     assert_checkpoints_resume,
+    assert_same_outputs,
     assert_worker_spans_in_the_flows_trace,
     load,
     resume_project,
@@ -35,12 +35,6 @@ def _dask_runner(cluster: Any = None) -> Any:
     if cluster is not None:
         return DaskTaskRunner(address=cluster.scheduler_address)
     return DaskTaskRunner(cluster_kwargs=DASK)
-
-
-def _outputs(root: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
-    answers = pd.read_parquet(root / "data" / "answer" / "answers.parquet")
-    scored = pd.read_parquet(root / "data" / "answer" / "scored.parquet")
-    return answers.sort_values("id", ignore_index=True), scored.sort_values("id", ignore_index=True)
 
 
 def test_with_options_switches_runner_and_keeps_the_latent_flow(example_copy: Any) -> None:
@@ -68,7 +62,7 @@ def test_dask_results_equal_the_default_runner(
 ) -> None:
     default_root, dask_root = example_copy("default"), example_copy("dask")
     monkeypatch.chdir(default_root)
-    load(default_root, "answer")()
+    expected = load(default_root, "answer")()
 
     monkeypatch.chdir(dask_root)
     flow = load(dask_root, "answer").with_options(task_runner=_dask_runner(dask_cluster))
@@ -76,11 +70,8 @@ def test_dask_results_equal_the_default_runner(
 
     # what ran in the workers reaches `latent run`'s table like what runs in threads
     assert table[("answer_question", "Completed")] == 8
-    expected_answers, expected_scored = _outputs(default_root)
-    got_answers, got_scored = _outputs(dask_root)
-    pd.testing.assert_frame_equal(got_answers, expected_answers)
-    pd.testing.assert_frame_equal(got_scored, expected_scored)
-    assert sorted(answers["answer"]) == sorted(expected_answers["answer"])
+    assert_same_outputs(dask_root, default_root)
+    assert sorted(answers["answer"]) == sorted(expected["answer"])
 
 
 def test_dask_second_run_hits_the_cache(

@@ -14,13 +14,13 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import pandas as pd
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
 from conftest import (
     assert_checkpoints_resume,
+    assert_same_outputs,
     assert_worker_spans_in_the_flows_trace,
     load,
     resume_project,
@@ -61,12 +61,6 @@ def _ray_runner() -> Any:
     return RayTaskRunner()
 
 
-def _outputs(root: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
-    answers = pd.read_parquet(root / "data" / "answer" / "answers.parquet")
-    scored = pd.read_parquet(root / "data" / "answer" / "scored.parquet")
-    return answers.sort_values("id", ignore_index=True), scored.sort_values("id", ignore_index=True)
-
-
 def test_ray_results_equal_the_default_runner_and_the_cache_is_shared(
     example_copy: Any, ray_cluster: None, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -78,10 +72,7 @@ def test_ray_results_equal_the_default_runner_and_the_cache_is_shared(
     flow = load(ray_root, "answer").with_options(task_runner=_ray_runner())
     _, table = run_flow(flow)
     assert table[("answer_question", "Completed")] == 8
-    expected_answers, expected_scored = _outputs(default_root)
-    got_answers, got_scored = _outputs(ray_root)
-    pd.testing.assert_frame_equal(got_answers, expected_answers)
-    pd.testing.assert_frame_equal(got_scored, expected_scored)
+    assert_same_outputs(ray_root, default_root)
 
     _, table = run_flow(flow)
     assert table.get(("answer_question", "Cached")) == 8

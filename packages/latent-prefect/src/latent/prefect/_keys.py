@@ -118,7 +118,7 @@ def _param_hash(name: str) -> str:
 
 def _base_key(spec: TaskSpec, project: Project, parameters: dict[str, Any]) -> str | None:
     try:
-        if spec.input and parameters.get(spec.input_param) is None:
+        if spec.input and (spec.input_param is None or parameters.get(spec.input_param) is None):
             return _file_key(spec, project, parameters)
         return row_cache_key(spec.name, (), parameters, spec.signature)
     except UnhashableError as exc:

@@ -166,7 +166,7 @@ def read_result(project: Project, key: str) -> Any:
     except FileNotFoundError:
         return MISS
     try:
-        record = ResultRecord.deserialize(data)
+        record: ResultRecord[Any] = ResultRecord.deserialize(data)
         value = record.result
     except Exception as exc:  # a corrupt record must never fail the run
         warnings.warn(

@@ -389,7 +389,7 @@ class LatentTask(Task[P, R], Generic[P, R]):
         assert isinstance(new, LatentTask)
         new.spec = replace(self.spec, name=new.name) if self.spec else None
         if self.spec and self.spec.cache and isinstance(new.cache_policy, _keys.LatentCachePolicy):
-            new.cache_policy = _keys.LatentCachePolicy(spec=new.spec)
+            new.cache_policy = _keys.LatentCachePolicy(spec=new.spec)  # type: ignore[assignment]
         return new
 
     # -- calling ------------------------------------------------------------------------------
@@ -451,7 +451,7 @@ class LatentTask(Task[P, R], Generic[P, R]):
         elif self._fast_path_ok():
             future.add_done_callback(_count_future_if_cached)
 
-    def map(
+    def map(  # type: ignore[override]  # one signature for Prefect's overloads
         self,
         *args: Any,
         return_state: bool = False,
@@ -525,7 +525,7 @@ class LatentTask(Task[P, R], Generic[P, R]):
             logger.info(f"Task '{spec.name}': {hits} of {len(calls)} mapped calls Cached")
         progress(0, done=True, in_flight=in_flight)
         pace.finish(in_flight)
-        return PrefectFutureList(futures)
+        return PrefectFutureList(futures)  # type: ignore[abstract]  # Prefect's own usage
 
     def _fast_path_ok(self) -> bool:
         return bool(self.spec and self.spec.cache and self.refresh_cache is not True)
