@@ -188,3 +188,26 @@ def test_edits_are_seen_across_processes(tmp_path: Path, run_python) -> None:
     assert run_python(code, PYTHONPATH=str(tmp_path)).stdout == first
     module.write_text(BASE.replace("x * 2", "x * 4"))
     assert run_python(code, PYTHONPATH=str(tmp_path)).stdout != first
+
+
+def test_a_module_namer_makes_import_names_irrelevant(load_module) -> None:
+    from latent.cache import qualified_name, set_module_namer
+
+    as_script = load_module(BASE, "run_as_script")
+    as_tool = load_module(BASE, "tool_loaded_flow")
+    assert code_signature(as_script.task) != code_signature(as_tool.task)
+    asked: list[str] = []
+
+    def namer(filename: str) -> str:
+        asked.append(filename)
+        return "flows.demo.flow"
+
+    set_module_namer(namer)
+    try:
+        assert code_signature(as_script.task) == code_signature(as_tool.task)
+        assert qualified_name(as_tool.task) == "flows.demo.flow.task"
+        assert qualified_name(textwrap.dedent) == "textwrap.dedent"  # a library: not asked
+        assert all("textwrap" not in f for f in asked)
+    finally:
+        set_module_namer(None)
+    assert code_signature(as_script.task) != code_signature(as_tool.task)

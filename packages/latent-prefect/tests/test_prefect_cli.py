@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 
 from prefect_project import ProjectDir
 from typer.testing import CliRunner
@@ -136,3 +138,55 @@ def test_new_flow_scaffolds_a_runnable_flow(project: ProjectDir) -> None:
     ran = runner.invoke(app, ["run", "hello"])
     assert ran.exit_code == 0, ran.output
     assert "say" in ran.output
+
+
+SCRIPT_FLOW = """
+from latent.prefect import checkpoint, flow, task
+
+
+@task("square_all")
+def square_all(items: list[int]) -> list[int]:
+    @checkpoint
+    def square(item: int) -> int:
+        count(f"square-{item}")
+        return item * item
+
+    return [square(i) for i in items]
+
+
+@task("total")
+def total(values: list[int]) -> int:
+    count("total")
+    return sum(values)
+
+
+@flow("script")
+def script() -> int:
+    return total(square_all([1, 2, 3]))
+
+
+if __name__ == "__main__":
+    print("result", script())
+"""
+
+
+def test_latent_run_and_the_file_run_as_a_script_share_cache_and_checkpoints(
+    project: ProjectDir,
+) -> None:
+    """`latent run` loads flows/script/flow.py as one module, `python flows/script/flow.py`
+    runs it as `__main__`: both name its code `flows.script.flow`, so the second runs nothing."""
+    path = project.flow("script", SCRIPT_FLOW)
+    project.latent("run", "script")
+    ran = project.calls()
+    assert sorted(ran) == ["square-1", "square-2", "square-3", "total"]
+
+    script = subprocess.run(
+        [sys.executable, str(path)], cwd=project.root, capture_output=True, text=True, timeout=240
+    )
+    assert script.returncode == 0, script.stderr
+    assert "result 14" in script.stdout
+    assert project.calls() == ran  # nothing executed again
+
+    project.write("flows/script/flow.py", SCRIPT_FLOW.replace("item * item", "item * item + 0"))
+    project.latent("run", "script")  # an edit is still seen; `total` gets the same input
+    assert sorted(project.calls()[len(ran) :]) == ["square-1", "square-2", "square-3"]

@@ -20,7 +20,7 @@ from latent.cache.fingerprint import fingerprint_file, fingerprint_paths
 from latent.cache.hashing import register_hasher, stable_hash
 from latent.cache.keys import file_cache_key, row_cache_key
 from latent.cache.memoize import cached
-from latent.cache.signature import code_signature
+from latent.cache.signature import code_signature, qualified_name, set_module_namer
 from latent.cache.store import MISSING, CacheEntry, CacheStore, shared_store
 
 __all__ = [
@@ -40,8 +40,10 @@ __all__ = [
     "file_cache_key",
     "fingerprint_file",
     "fingerprint_paths",
+    "qualified_name",
     "register_hasher",
     "row_cache_key",
+    "set_module_namer",
     "shared_store",
     "stable_hash",
 ]

@@ -16,7 +16,7 @@ from typing import Any
 
 from latent.cache.errors import CacheEntryWarning, UncacheableValueError
 from latent.cache.keys import row_key_and_ingredients
-from latent.cache.signature import code_signature
+from latent.cache.signature import code_signature, qualified_name
 from latent.cache.store import MISSING, CacheStore
 
 StoreResolver = Callable[[], CacheStore]
@@ -36,7 +36,7 @@ class Memoized:
     ) -> None:
         functools.update_wrapper(self, fn)
         self._fn = fn
-        self._name = f"{fn.__module__}.{fn.__qualname__}"
+        self._name = qualified_name(fn)
         self._store = store
         self._expire = expire
         self._kind = kind

@@ -35,12 +35,54 @@ from typing import Any
 
 import xxhash
 
-__all__ = ["code_signature"]
+__all__ = ["code_signature", "qualified_name", "set_module_namer"]
 
 # id(code) -> (code, signature). The code object is kept so its id cannot be reused; keyed by
 # code rather than function so a nested function re-created on every call hits too.
 _CACHE: dict[int, tuple[types.CodeType, str]] = {}
 _LOCK = threading.Lock()
+
+
+ModuleNamer = Callable[[str], "str | None"]
+_module_namer: ModuleNamer | None = None
+
+
+def set_module_namer(namer: ModuleNamer | None) -> None:
+    """Name the modules of user files by `namer(filename)` rather than by their import name.
+
+    One file can be imported under several names: ``__main__`` when run as a script, a package
+    path from a notebook, a synthetic name when a tool loads it from its path. Signatures and
+    checkpoint keys that contain the import name would then differ and nothing would be
+    shared between those runs. latent-prefect names a project's files by their path in the
+    project (``flows/answer/flow.py`` -> ``flows.answer.flow``). `namer` returns None for
+    files it does not name; files of Python and installed libraries are never passed to it.
+    """
+    global _module_namer
+    _module_namer = namer
+    with _LOCK:
+        _CACHE.clear()
+
+
+def module_name(func: types.FunctionType) -> str:
+    """The module name that signatures and keys use for `func` (see `set_module_namer`)."""
+    namer = _module_namer
+    filename = func.__code__.co_filename
+    if namer is not None and _is_user_file(filename):
+        try:
+            named = namer(filename)
+        except Exception:  # a namer must never break a cached call
+            named = None
+        if named:
+            return named
+    return str(func.__module__)
+
+
+def qualified_name(fn: Callable[..., Any]) -> str:
+    """``module.qualname`` of a function, with the module named as in `module_name`."""
+    try:
+        return f"{module_name(_unwrap(fn))}.{fn.__qualname__}"
+    except TypeError:  # not a Python function: its import name is all there is
+        return f"{fn.__module__}.{fn.__qualname__}"
 
 
 def code_signature(fn: Callable[..., Any]) -> str:
@@ -92,7 +134,7 @@ def _parts(func: types.FunctionType, seen: set[int]) -> Iterator[bytes]:
     if id(code) in seen:
         return
     seen.add(id(code))
-    name = f"{func.__module__}.{func.__qualname__}"
+    name = f"{module_name(func)}.{func.__qualname__}"
     body, names, chains = _normalised(func)
     yield b"%d:" % len(name.encode()) + name.encode()
     yield b"%d:" % len(body) + body

@@ -18,7 +18,7 @@ from latent.config.errors import (
     ParameterOverrideError,
     UnknownDatasetTypeError,
 )
-from latent.config.project import Project
+from latent.config.project import Project, find_project_root
 from latent.config.run import (
     RunConfig,
     bind_run,
@@ -47,6 +47,7 @@ __all__ = [
     "UnknownDatasetTypeError",
     "bind_run",
     "current_run",
+    "find_project_root",
     "get_config",
     "params",
     "register_dataset_type",

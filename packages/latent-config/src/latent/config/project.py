@@ -285,6 +285,12 @@ def _find_root(cwd: Path, source_file: str | Path | None) -> Path:
     return found or cwd
 
 
+def find_project_root(start: str | Path) -> Path | None:
+    """The nearest ancestor of `start` (a file or directory) holding ``config/latent.toml``."""
+    path = Path(start).expanduser().resolve()
+    return _nearest_configured(path if path.is_dir() else path.parent)
+
+
 def _nearest_configured(start: Path) -> Path | None:
     for directory in (start, *start.parents):
         if (directory / "config" / "latent.toml").is_file():

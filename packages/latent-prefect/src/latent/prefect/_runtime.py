@@ -21,8 +21,8 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from latent.cache import CacheStore, configure_checkpoints
-from latent.config import Project, current_run
+from latent.cache import CacheStore, configure_checkpoints, set_module_namer
+from latent.config import Project, current_run, find_project_root
 from latent.observe import configure_tracking, set_logger_provider
 
 _configured: list[Project] = []  # the project the process is wired to (at most one)
@@ -32,6 +32,32 @@ _configure_lock = threading.Lock()
 _overrides: contextvars.ContextVar[Mapping[str, Sequence[str] | Mapping[str, Any]] | None] = (
     contextvars.ContextVar("latent_param_overrides", default=None)
 )
+
+
+@lru_cache(maxsize=4096)
+def project_module_name(filename: str) -> str | None:
+    """``flows.answer.flow`` for ``<project>/flows/answer/flow.py``: the module name a file has
+    in its project, whatever name it was imported under (a script's ``__main__``, a notebook's
+    package path, `latent run`'s ``latent_flows.answer``). None outside a project.
+    """
+    path = Path(filename)
+    if path.suffix != ".py":
+        return None
+    root = find_project_root(path)
+    if root is None:
+        return None
+    try:
+        parts = path.resolve().relative_to(root).with_suffix("").parts
+    except ValueError:
+        return None
+    if parts and parts[-1] == "__init__":
+        parts = parts[:-1]
+    return ".".join(parts) or None
+
+
+# Cache keys and checkpoints name user code by its place in the project (see latent-cache's
+# `set_module_namer`), so a flow run as a script, from a notebook or by `latent run` shares them.
+set_module_namer(project_module_name)
 
 
 def source_file(fn: Callable[..., Any]) -> str | None:
