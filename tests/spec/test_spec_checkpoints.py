@@ -166,10 +166,10 @@ def test_checkpoints_persist_across_processes_and_rm_rf_cache(project: SpecProje
     """ "Cache persists across process restarts"; `rm -rf .latent/cache/` starts over."""
     project.settings(DEV_TOML)
     project.flow_file("docs_flow", THE_SOLUTION, prelude=CHECKPOINT_PRELUDE)
-    # checkpoint keys include the module's name: import the file under one name everywhere
+    # checkpoints name code by its file in the project, not by the name it was imported under
     run = """
         import importlib.util, json
-        spec = importlib.util.spec_from_file_location("docs_module", "flows/docs_flow/flow.py")
+        spec = importlib.util.spec_from_file_location("other_name", "flows/docs_flow/flow.py")
         module = importlib.util.module_from_spec(spec)
         spec.loader.exec_module(module)
         print(json.dumps(module.process_documents(module.load_documents())))

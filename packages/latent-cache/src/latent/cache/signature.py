@@ -66,8 +66,8 @@ def set_module_namer(namer: ModuleNamer | None) -> None:
 def module_name(func: types.FunctionType) -> str:
     """The module name that signatures and keys use for `func` (see `set_module_namer`)."""
     namer = _module_namer
-    filename = func.__code__.co_filename
-    if namer is not None and _is_user_file(filename):
+    filename = _source_path(func.__code__.co_filename)
+    if namer is not None and filename is not None and _is_user_file(filename):
         try:
             named = namer(filename)
         except Exception:  # a namer must never break a cached call
@@ -158,16 +158,23 @@ def _helper(func: types.FunctionType, path: tuple[str, ...]) -> types.FunctionTy
         value = _unwrap(value)
     except TypeError:
         return None
-    if value.__module__ == func.__module__ or _is_user_file(value.__code__.co_filename):
+    if value.__module__ == func.__module__:
         return value
-    return None
+    filename = _source_path(value.__code__.co_filename)
+    return value if filename is not None and _is_user_file(filename) else None
+
+
+def _source_path(filename: str) -> str | None:
+    """The absolute path of a code object's file (relative when imported by a relative path);
+    None for code with no file ("<string>", "<stdin>", frozen modules)."""
+    if not filename or filename.startswith("<"):
+        return None
+    return os.path.abspath(filename)
 
 
 @functools.lru_cache(maxsize=4096)
 def _is_user_file(filename: str) -> bool:
-    """True for a real source file outside Python's and the installed libraries' directories."""
-    if not os.path.isabs(filename):  # "<string>", "<stdin>", frozen modules
-        return False
+    """True for an (absolute) source file outside Python's and the installed libraries' dirs."""
     path = os.path.realpath(filename)
     parts = path.split(os.sep)
     if "site-packages" in parts or "dist-packages" in parts:
