@@ -34,8 +34,17 @@ pytestmark = pytest.mark.slow
 @pytest.fixture(scope="module")
 def ray_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
     """A local Ray instance with 2 CPUs, started in an empty directory (workers find each
-    project from the flow's source file, never from a stale working directory)."""
+    project from the flow's source file, never from a stale working directory).
+
+    Ray starts its workers with `uv run` when the driver was started by `uv run` (as `.ci/run`
+    does), in a copy of the working directory: from the empty directory uv would resolve a
+    bare Python without Ray. The workers use this interpreter instead.
+    """
+    os.environ["RAY_ENABLE_UV_RUN_RUNTIME_ENV"] = "0"  # read when `ray` is first imported
     import ray
+    from ray._private import ray_constants
+
+    ray_constants.RAY_ENABLE_UV_RUN_RUNTIME_ENV = False  # in case `ray` was imported before
 
     neutral = tmp_path_factory.mktemp("ray-cwd")
     before = os.getcwd()
