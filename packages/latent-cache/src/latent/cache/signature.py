@@ -47,7 +47,7 @@ ModuleNamer = Callable[[str], "str | None"]
 _module_namer: ModuleNamer | None = None
 
 
-def set_module_namer(namer: ModuleNamer | None) -> None:
+def set_module_namer(namer: ModuleNamer | None) -> ModuleNamer | None:
     """Name the modules of user files by `namer(filename)` rather than by their import name.
 
     One file can be imported under several names: ``__main__`` when run as a script, a package
@@ -56,11 +56,13 @@ def set_module_namer(namer: ModuleNamer | None) -> None:
     shared between those runs. latent-prefect names a project's files by their path in the
     project (``flows/answer/flow.py`` -> ``flows.answer.flow``). `namer` returns None for
     files it does not name; files of Python and installed libraries are never passed to it.
+    Returns the namer it replaces, so a caller can put it back.
     """
     global _module_namer
-    _module_namer = namer
+    previous, _module_namer = _module_namer, namer
     with _LOCK:
         _CACHE.clear()
+    return previous
 
 
 def module_name(func: types.FunctionType) -> str:
