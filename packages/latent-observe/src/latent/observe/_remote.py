@@ -12,6 +12,7 @@ reports back, so per-run counters (cache hits and misses) and metric steps stay 
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -20,7 +21,15 @@ from typing import Any, ClassVar
 
 from latent.observe._mlflow import Backend
 from latent.observe._settings import current_settings, emit_warning
-from latent.observe._tracking import _RUN, _SPAN, FlowRunHandle, SpanNode, resolve
+from latent.observe._tracking import (
+    _RUN,
+    _SPAN,
+    FlowRunHandle,
+    SpanNode,
+    _active_lock,
+    _active_runs,
+    resolve,
+)
 
 _TRACE_ID_PREFIX = "tr-"
 
@@ -134,7 +143,8 @@ class _RemoteTraces:
                 del self._users[otel_trace_id]
                 return
         try:
-            backend.flush_traces()  # export while MLflow still knows the trace
+            if not _spans_sent_as_they_end:
+                backend.flush_traces()  # export while MLflow still knows the trace (~1 s)
         finally:
             with self._lock:
                 if self._users.get(otel_trace_id, [None])[0] == 0:
@@ -192,6 +202,8 @@ def _forget_remote_trace(otel_trace_id: int) -> None:
 
 
 _backends: dict[str, Backend | None] = {}
+_spans_sent_as_they_end = False
+ASYNC_TRACE_LOGGING_ENV = "MLFLOW_ENABLE_ASYNC_TRACE_LOGGING"
 _backends_lock = threading.Lock()
 
 
@@ -210,8 +222,37 @@ def _backend_for(link: TraceLink) -> Backend | None:
                 f"record spans here ({exc}); the tasks run without them"
             )
             backend = None
+        if backend is not None:
+            _send_spans_as_they_end()
         _backends[link.tracking_uri] = backend
         return backend
+
+
+def _send_spans_as_they_end() -> None:
+    """Have a worker process send each span to the store when it ends, in the task's thread.
+
+    MLflow normally queues spans for a background exporter. A worker would then have to drain
+    that queue before dropping its registration of the flow's trace, and MLflow's flush waits
+    about a second for its consumer thread, once per task. Sent as they end, the spans are
+    stored before the task returns, so nothing is lost if the runner stops the process right
+    after. A user's own ``MLFLOW_ENABLE_ASYNC_TRACE_LOGGING`` wins. The flow's process itself
+    (work that never left it) is left alone.
+    """
+    global _spans_sent_as_they_end
+    if _spans_sent_as_they_end or _runs_in_this_process():
+        return
+    if ASYNC_TRACE_LOGGING_ENV in os.environ:
+        return
+    import mlflow.tracing
+
+    os.environ[ASYNC_TRACE_LOGGING_ENV] = "false"
+    mlflow.tracing.reset()  # the tracer provider reads the setting when it is (re)built
+    _spans_sent_as_they_end = True
+
+
+def _runs_in_this_process() -> bool:
+    with _active_lock:
+        return bool(_active_runs)
 
 
 @contextmanager
