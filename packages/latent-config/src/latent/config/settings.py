@@ -25,6 +25,7 @@ __all__ = [
     "PathsSettings",
     "PrefectSettings",
     "Settings",
+    "TaskRunnerSettings",
     "parse_duration",
 ]
 
@@ -95,11 +96,26 @@ class MlflowSettings(_Section):
     experiment_prefix: str = ""
 
 
+class TaskRunnerSettings(_Section):
+    """``[prefect.task_runner]``: where tasks run when a flow does not choose a runner itself.
+
+    ``threads`` is Prefect's default; ``processes`` is Prefect's process pool; ``dask`` and
+    ``ray`` need ``latent-prefect[dask]`` / ``latent-prefect[ray]``. ``address`` connects to an
+    existing Dask scheduler or Ray cluster instead of starting a local one; ``workers`` sizes
+    the local pool or cluster.
+    """
+
+    type: Literal["threads", "processes", "dask", "ray"] = "threads"
+    workers: int | None = Field(default=None, ge=1)
+    address: str | None = None
+
+
 class PrefectSettings(_Section):
     """``[prefect]``: runner knobs; ``max_in_flight=None`` lets latent-prefect size to the host."""
 
     heartbeat: bool = False
     max_in_flight: int | None = Field(default=None, ge=1)
+    task_runner: TaskRunnerSettings = Field(default_factory=TaskRunnerSettings)
 
 
 class Settings(_Section):

@@ -20,7 +20,7 @@ from pydantic import BaseModel
 
 from latent.config import Project, RunConfig, bind_run, current_run
 from latent.observe import bind_names, flow_run, logger
-from latent.prefect import _runtime
+from latent.prefect import _runtime, _shipped
 from latent.prefect._runtime import optional_parameter, resolved_signature
 from latent.prefect.errors import FlowDefinitionError, FlowOutputError
 from latent.registry import TaskRegistry
@@ -210,16 +210,27 @@ class LatentFlow(Flow[P, R], Generic[P, R]):
     def __init__(self, *args: Any, spec: FlowSpec | None = None, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.spec = spec
-        # Results go to the project's storage unless the user chose a place.
+        # Results go to the project's storage, and tasks to the project's task runner
+        # (`[prefect.task_runner]`), unless the flow itself chose.
         self._storage_from_project = kwargs.get("result_storage") is None
+        self._runner_from_project = kwargs.get("task_runner") is None
 
     def with_options(self, **kwargs: Any) -> LatentFlow[P, R]:
-        new = super().with_options(**kwargs)
+        # The project's storage is set on each call as an unsaved block, which Prefect's
+        # with_options would reject ("must be persisted server-side"): leave it out of the copy.
+        stored = self.result_storage
+        if self._storage_from_project:
+            self.result_storage = None
+        try:
+            new = super().with_options(**kwargs)
+        finally:
+            self.result_storage = stored
         # Prefect builds a plain Flow; it has every attribute of ours but two, set below.
         new.__class__ = type(self)
         assert isinstance(new, LatentFlow)
         new.spec = self.spec
         new._storage_from_project = self._storage_from_project and "result_storage" not in kwargs
+        new._runner_from_project = self._runner_from_project and "task_runner" not in kwargs
         return new
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
@@ -229,6 +240,10 @@ class LatentFlow(Flow[P, R], Generic[P, R]):
         project = outer.project if outer else _runtime.project_for(self.fn)
         if self._storage_from_project:
             self.result_storage = _runtime.result_filesystem(project)
+        if self._runner_from_project:
+            configured = _shipped.configured_runner(project)
+            if configured is not None:
+                return self.with_options(task_runner=configured)(*args, **kwargs)
         if project.settings.prefect.heartbeat:
             return super().__call__(*args, **kwargs)
         with temporary_settings(updates={PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}):

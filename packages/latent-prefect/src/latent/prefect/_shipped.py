@@ -77,6 +77,46 @@ def ship_by_value(module_name: str) -> None:
         _by_value.add((pickler_name, module_name))
 
 
+def configured_runner(project: Project) -> Any | None:
+    """The task runner `[prefect.task_runner]` asks for; None for Prefect's default threads.
+
+    Raises ConfigFileError naming latent.toml when the runner's package is not installed.
+    """
+    from latent.config import ConfigFileError
+
+    chosen = project.settings.prefect.task_runner
+    kind, workers, address = chosen.type, chosen.workers, chosen.address
+    if kind == "threads":
+        if workers is None:
+            return None
+        from prefect.task_runners import ThreadPoolTaskRunner
+
+        return ThreadPoolTaskRunner(max_workers=workers)
+    if kind == "processes":
+        from prefect.task_runners import ProcessPoolTaskRunner
+
+        return ProcessPoolTaskRunner(max_workers=workers)
+    extra = {"dask": "prefect_dask", "ray": "prefect_ray"}[kind]
+    try:
+        module = importlib.import_module(extra)
+    except ImportError as exc:
+        raise ConfigFileError(
+            f"{project.settings_file}: [prefect.task_runner] type = {kind!r} needs "
+            f"{extra.replace('_', '-')} ({exc}). Install it with "
+            f"`pip install 'latent-prefect[{kind}]'`, or choose type = \"threads\" or "
+            '"processes".'
+        ) from exc
+    if kind == "dask":
+        if address:
+            return module.DaskTaskRunner(address=address)
+        cluster: dict[str, Any] = {"processes": True, "threads_per_worker": 1}
+        if workers is not None:
+            cluster["n_workers"] = workers
+        return module.DaskTaskRunner(cluster_kwargs=cluster)
+    init: dict[str, Any] = {"num_cpus": workers} if workers is not None and not address else {}
+    return module.RayTaskRunner(address=address, init_kwargs=init)
+
+
 def runs_in_this_process(runner: Any) -> bool:
     """True for Prefect's thread pool (context variables reach its workers)."""
     from prefect.task_runners import ThreadPoolTaskRunner
