@@ -23,6 +23,9 @@ from pathlib import Path
 
 import pytest
 
+# Helpers shared by the suites (`tests/project_dir.py`), importable from every test directory.
+sys.path.insert(0, str(Path(__file__).resolve().parent / "tests"))
+
 _server: subprocess.Popen[bytes] | None = None
 _home: str | None = None
 STARTUP_TIMEOUT_S = 240

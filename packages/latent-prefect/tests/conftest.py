@@ -1,16 +1,16 @@
-"""Fixtures of the latent-prefect tests: a tiny project on disk per test."""
+"""Fixtures of the latent-prefect tests: a tiny project on disk per test.
+
+`project_dir` is the helper module all suites share (`tests/project_dir.py`; the root conftest
+puts `tests/` on the import path).
+"""
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-
-sys.path.insert(0, str(Path(__file__).parent))
-
-from prefect_project import LATENT_TOML, ProjectDir
+from project_dir import LATENT_TOML, ProjectDir
 
 
 @pytest.fixture

@@ -6,7 +6,7 @@ import time
 import warnings
 
 import pandas as pd
-from prefect_project import ProjectDir
+from project_dir import ProjectDir
 
 CACHED_FLOW = """
 import pandas as pd

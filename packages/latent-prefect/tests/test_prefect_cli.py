@@ -6,7 +6,7 @@ import json
 import subprocess
 import sys
 
-from prefect_project import ProjectDir
+from project_dir import ProjectDir
 from typer.testing import CliRunner
 
 from latent.prefect.cli import app

@@ -6,7 +6,7 @@ import threading
 
 import pandas as pd
 import pytest
-from prefect_project import ProjectDir
+from project_dir import ProjectDir
 
 from latent.config import ConfigValidationError
 

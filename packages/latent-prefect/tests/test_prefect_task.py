@@ -5,7 +5,7 @@ from __future__ import annotations
 import pickle
 
 import pytest
-from prefect_project import ProjectDir
+from project_dir import ProjectDir
 
 from latent.observe import TaskExecutionError
 
