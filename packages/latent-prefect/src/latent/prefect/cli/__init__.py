@@ -1,0 +1,21 @@
+"""The `latent` command: run flows, list them, draw the pipeline, manage caches.
+
+One module per group of commands; `_app` holds the Typer application they register on.
+"""
+
+from __future__ import annotations
+
+import os
+
+from latent.prefect.cli import _cache, _project, _run  # noqa: F401  (register commands)
+from latent.prefect.cli._app import app
+from latent.prefect.cli._run import load_flow
+
+__all__ = ["app", "load_flow", "main"]
+
+
+def main() -> None:
+    """Entry point of the `latent` console script."""
+    # Prefect's embedded server would try to phone home and log an error on a closed network.
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    app()
