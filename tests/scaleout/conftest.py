@@ -173,7 +173,7 @@ def assert_same_outputs(root: Path, expected_root: Path) -> None:
 
 def run_flow(flow: Any, *args: Any) -> tuple[Any, dict[tuple[str, str], int]]:
     """Run `flow`; return its result and `latent run`'s table: (task, status) -> calls."""
-    from latent.prefect._runtime import collect_summary
+    from latent.prefect._summary import collect_summary
 
     with collect_summary() as summary:
         result = flow(*args)

@@ -164,7 +164,7 @@ class Outcome:
 
 def record(name: str, outcome: Outcome) -> None:
     """Metrics and the summary row of one successful body call, in the flow's context."""
-    from latent.prefect._runtime import summarize_task
+    from latent.prefect._summary import summarize_task
 
     record_task(
         name,
@@ -190,7 +190,7 @@ def _account(context: contextvars.Context, name: str, future: Any) -> None:
 
 
 def _account_state(name: str, state: State[Any]) -> None:
-    from latent.prefect._runtime import summarize_task
+    from latent.prefect._summary import summarize_task
 
     if state.name == "Cached":
         record_task(name, duration_s=0.0, success=True, cached=True)

@@ -38,7 +38,7 @@ from latent.observe import (
     summarize,
     validate_span_type,
 )
-from latent.prefect import _keys, _runtime, _shipped
+from latent.prefect import _keys, _runtime, _shipped, _summary
 from latent.prefect._futures import CachedFuture
 from latent.prefect._runtime import optional_parameter, resolved_signature
 from latent.prefect.errors import FlowDefinitionError
@@ -214,7 +214,7 @@ def _count_if_cached(state: Any) -> None:
         return
     name = _keys.task_name_of(task_run_id) or "?"
     record_task(name, duration_s=0.0, success=True, cached=True)
-    _runtime.summarize_task(name, "Cached", 0.0)
+    _summary.summarize_task(name, "Cached", 0.0)
 
 
 def _body(spec: TaskSpec) -> Callable[..., Any]:
@@ -312,7 +312,7 @@ def _raise_with_context(
                 f"{type(exc).__name__}: {exc}; retrying"
             )
             raise exc
-    _runtime.summarize_task(spec.name, "Failed", 0.0)
+    _summary.summarize_task(spec.name, "Failed", 0.0)
     context = {"input": spec.input, "row_index": _map_index.get()}
     raise TaskExecutionError(
         spec.name, exc, inputs=inputs, context=context, attributes=attributes
@@ -416,7 +416,7 @@ class LatentTask(Task[P, R], Generic[P, R]):
             hit = _runtime.read_result(project, parts.key)
             if hit is not _runtime.MISS:
                 record_task(spec.name, duration_s=0.0, success=True, cached=True)
-                _runtime.summarize_task(spec.name, "Cached", 0.0)
+                _summary.summarize_task(spec.name, "Cached", 0.0)
                 return hit
         result = _run_body(spec, args, kwargs)
         if parts is not None:
@@ -544,7 +544,7 @@ class LatentTask(Task[P, R], Generic[P, R]):
         if value is _runtime.MISS:
             return None
         record_task(spec.name, duration_s=0.0, success=True, cached=True)
-        _runtime.summarize_task(spec.name, "Cached", 0.0)
+        _summary.summarize_task(spec.name, "Cached", 0.0)
         return CachedFuture(value, spec.name)
 
     def _register(self) -> None:

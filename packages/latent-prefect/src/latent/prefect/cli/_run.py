@@ -52,7 +52,8 @@ def run(
 ) -> None:
     """Run one or more flows and print what each task did."""
     from latent.prefect._progress import progress_enabled
-    from latent.prefect._runtime import collect_summary, param_overrides
+    from latent.prefect._runtime import param_overrides
+    from latent.prefect._summary import collect_summary
 
     project = project_or_exit()
     for name in flows:
