@@ -236,6 +236,43 @@ def test_series_and_index_and_object_columns() -> None:
     assert stable_hash(dicts) != stable_hash(pd.Series([{"a": 1}, {"b": 3}]))
 
 
+_MISSING_KINDS = ["None", "NaN", "pd.NA", "NaT"]
+_MISSING_PAIRS = [(a, b) for i, a in enumerate(_MISSING_KINDS) for b in _MISSING_KINDS[i + 1 :]]
+
+
+def _missing(kind: str) -> object:
+    pd = pytest.importorskip("pandas")
+    return {"None": None, "NaN": math.nan, "pd.NA": pd.NA, "NaT": pd.NaT}[kind]
+
+
+@pytest.mark.parametrize(("a", "b"), _MISSING_PAIRS, ids=[f"{a}-{b}" for a, b in _MISSING_PAIRS])
+def test_missing_values_hash_apart_in_object_columns_series_and_containers(a: str, b: str) -> None:
+    """A task that treats None and NaN differently must not get the other's cached answer."""
+    pd = pytest.importorskip("pandas")
+    x, y = _missing(a), _missing(b)
+
+    def column(v: object) -> object:
+        return pd.DataFrame({"c": ["a", v, "b"]}, dtype=object)
+
+    def series(v: object) -> object:
+        return pd.Series(["a", v], dtype=object)
+
+    def index(v: object) -> object:
+        return pd.Index(["a", v], dtype=object)
+
+    for build in (column, series, index, lambda v: [v], lambda v: {"k": v}, lambda v: (1, v)):
+        assert stable_hash(build(x)) != stable_hash(build(y)), build
+    # The same kind of missing value in the same place still hashes the same (after a copy too).
+    assert stable_hash(column(x)) == stable_hash(column(x).copy())
+
+
+def test_object_columns_without_missing_values_keep_their_digest() -> None:
+    pd = pytest.importorskip("pandas")
+    frame = pd.DataFrame({"c": ["a", "b"]}, dtype=object)
+    assert stable_hash(frame) == stable_hash(frame.copy())
+    assert stable_hash(frame) != stable_hash(pd.DataFrame({"c": ["a", None]}, dtype=object))
+
+
 def test_import_does_not_pull_heavy_libraries(run_python) -> None:
     out = run_python(
         """

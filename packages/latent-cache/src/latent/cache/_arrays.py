@@ -12,7 +12,9 @@ trip while frames a user would call different do not:
   span, plus the null mask, so chunking and ``string`` vs ``large_string`` storage do not matter;
 - categoricals: codes + categories + ordered, plus the dtype name (so category and str differ);
 - anything else: ``pandas.util.hash_pandas_object`` per row, or, for objects pandas cannot hash
-  (dicts in a column), the per-element stable encoding.
+  (dicts in a column), the per-element stable encoding. pandas hashes every missing value
+  alike, so an object column also records which kind each missing cell holds (``None``,
+  ``NaN``, ``pd.NA``, ``NaT``): a task may treat them differently, so its key must too.
 """
 
 from __future__ import annotations
@@ -194,3 +196,34 @@ def _enc_generic_values(arr: Any, out: bytearray, where: str) -> None:
             raise err.prefixed(where) from None
         return
     out += _digest(np.ascontiguousarray(hashed.to_numpy()))
+    if getattr(arr.dtype, "kind", None) == "O":
+        _enc_missing_kinds(np.asarray(arr, dtype=object), out)
+
+
+def _enc_missing_kinds(values: Any, out: bytearray) -> None:
+    """Append one tag per missing cell of an object column (only its missing cells are visited)."""
+    import numpy as np
+    import pandas as pd
+
+    positions = np.flatnonzero(pd.isna(values))
+    if not len(positions):
+        return
+    tags = bytes(_missing_tag(values[i]) for i in positions)
+    out += b"M%d:" % len(tags)
+    out += _digest(tags)
+
+
+def _missing_tag(value: Any) -> int:
+    """A one-byte kind for a missing value: None, NaN, pd.NA, NaT, or anything else."""
+    import numpy as np
+    import pandas as pd
+
+    if value is None:
+        return 0x4E  # N
+    if value is pd.NA:
+        return 0x41  # A
+    if value is pd.NaT or isinstance(value, np.datetime64 | np.timedelta64):
+        return 0x54  # T
+    if isinstance(value, float | np.floating):
+        return 0x46  # F
+    return 0x3F  # ?  (e.g. Decimal('NaN'))
