@@ -30,23 +30,48 @@ def test_digest_follows_content_not_name(tmp_path: Path) -> None:
 
 
 def test_unchanged_stat_is_not_read_again_even_in_another_process(
-    tmp_path: Path, run_python
+    tmp_path: Path, run_python, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    from latent.cache import fingerprint
+
+    monkeypatch.setattr(fingerprint, "_RACY_NS", 0)  # the file was just made: index it anyway
     data = write(tmp_path / "data.bin", b"A" * 4096)
     idx = tmp_path / "cache"
     first = fingerprint_file(data, index_dir=idx)
     assert (idx / "fingerprints").is_dir()
-    # Same size, same mtime, same inode, different bytes: only the index can answer "first".
-    with open(data, "r+b") as f:
-        f.write(b"B" * 4096)
-    os.utime(data, ns=(OLD, OLD))
+    # The other process cannot read the file's bytes: only the index can answer "first".
     code = (
-        "import sys; from latent.cache import fingerprint_file as f; "
-        "print(f(sys.argv[1], index_dir=sys.argv[2]))"
+        "import sys; import latent.cache.fingerprint as fp\n"
+        "def unread(path): raise AssertionError('read ' + path)\n"
+        "fp._read_digest = unread\n"
+        "print(fp.fingerprint_file(sys.argv[1], index_dir=sys.argv[2]))"
     )
     assert run_python(code, str(data), str(idx)).stdout.strip() == first
     # A changed mtime (what any real write does) is read again.
     os.utime(data, ns=(OLD + 1, OLD + 1))
+    assert fingerprint_file(data, index_dir=idx) == first  # same bytes, read again
+
+
+def test_edit_with_restored_mtime_and_size_is_seen(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`touch -d` back after an edit of the same size: the ctime still moves, so it is re-read."""
+    from latent.cache import fingerprint
+
+    monkeypatch.setattr(fingerprint, "_RACY_NS", 0)
+    data = write(tmp_path / "data.csv", b"x,y\n1,2\n")
+    idx = tmp_path / "cache"
+    first = fingerprint_file(data, index_dir=idx)
+    before = os.stat(data)
+    with open(data, "r+b") as f:
+        f.write(b"x,y\n1,3\n")
+    os.utime(data, ns=(before.st_atime_ns, before.st_mtime_ns))
+    after = os.stat(data)
+    assert (after.st_size, after.st_mtime_ns, after.st_ino) == (
+        before.st_size,
+        before.st_mtime_ns,
+        before.st_ino,
+    )
     assert fingerprint_file(data, index_dir=idx) != first
 
 

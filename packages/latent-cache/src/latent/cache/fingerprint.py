@@ -2,10 +2,16 @@
 
 A fingerprint is the xxh3-128 digest of a file's bytes (xxh3 reads at memory speed; a
 cryptographic hash would make a 1 GiB dataset cost seconds on every run). A small index under the
-cache directory remembers ``(size, mtime_ns, inode) -> digest``, so a file whose stat has not
-changed is not read again, in this process or the next. A file modified in the last two seconds
-is not indexed: on filesystems with coarse timestamps a second write within the same tick would
-keep its mtime, and the index would then return a stale digest.
+cache directory remembers ``(size, mtime_ns, ctime_ns, inode, device) -> digest``, so a file
+whose stat has not changed is not read again, in this process or the next. ``ctime`` is in the
+key because no user-space call can set it: an edit whose mtime is put back (``touch -d``,
+``os.utime``, ``cp -p``, an archive restore) still changes it. A file modified or changed in the
+last two seconds is not indexed: on filesystems with coarse timestamps a second write within the
+same tick would keep both times, and the index would then return a stale digest.
+
+What remains: a filesystem that does not keep ``ctime`` (some network mounts and FUSE
+filesystems report it as the mtime or as 0) falls back to ``(size, mtime)``, so an edit there
+that keeps the size and restores the mtime goes unseen until the file changes again.
 """
 
 from __future__ import annotations
@@ -46,17 +52,21 @@ def fingerprint_file(
             f"Cannot fingerprint {full} as a file: it is a directory; use fingerprint_paths([...])",
             full,
         )
-    stamp = (st.st_size, st.st_mtime_ns, st.st_ino)
+    stamp = _stamp(st)
     index = _index(index_dir)
     known = index.get(full, None, retry=True)
-    if isinstance(known, tuple) and known[:3] == stamp:
-        return str(known[3])
+    if isinstance(known, tuple) and len(known) == len(stamp) + 1 and known[:-1] == stamp:
+        return str(known[-1])
     digest = _read_digest(full)
-    after = os.stat(full)
-    unchanged = (after.st_size, after.st_mtime_ns, after.st_ino) == stamp
-    if unchanged and time.time_ns() - st.st_mtime_ns > _RACY_NS:
+    unchanged = _stamp(os.stat(full)) == stamp
+    if unchanged and time.time_ns() - max(st.st_mtime_ns, st.st_ctime_ns) > _RACY_NS:
         index.set(full, (*stamp, digest), retry=True)
     return digest
+
+
+def _stamp(st: os.stat_result) -> tuple[int, ...]:
+    """What must be unchanged for a stored digest to stand: ctime cannot be set by a user."""
+    return (st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino, st.st_dev)
 
 
 def fingerprint_paths(
