@@ -182,6 +182,30 @@ def test_malformed_yaml_names_file_and_line(make_project: Callable[..., Path]) -
     assert "line 3" in message
 
 
+@pytest.mark.parametrize(
+    ("relative", "text", "line", "first"),
+    [
+        ("flows/f/parameters.yaml", "a: 1\nb: 2\na: 3\n", 3, 1),
+        ("config/global.yaml", "model:\n  name: x\n  temperature: 0\n  name: y\n", 4, 2),
+    ],
+)
+def test_duplicate_yaml_key_names_file_and_line(
+    make_project: Callable[..., Path], relative: str, text: str, line: int, first: int
+) -> None:
+    root = make_project({relative: text})
+    with pytest.raises(ConfigFileError) as info:
+        Project(root).parameters("f")
+    message = str(info.value)
+    assert f"{root / relative}:{line}: duplicate key" in message
+    assert f"first on line {first}" in message
+
+
+def test_yaml_merge_keys_may_still_override(make_project: Callable[..., Path]) -> None:
+    text = "base: &b {x: 1, y: 2}\nflow:\n  <<: *b\n  y: 3\n"
+    root = make_project({"flows/f/parameters.yaml": text})
+    assert Project(root).parameters("f")["flow"] == {"x": 1, "y": 3}
+
+
 def test_yaml_top_level_must_be_a_mapping(make_project: Callable[..., Path]) -> None:
     root = make_project({"config/global.yaml": "- a\n- b\n"})
     with pytest.raises(ConfigFileError, match="top level must be a mapping"):

@@ -1,5 +1,8 @@
 """Reading YAML and TOML configuration files, with errors that name the file and line.
 
+YAML is read with a safe loader that refuses duplicate keys: plain YAML loaders keep the last
+value silently, so a parameter written twice would run with whichever a user did not mean.
+
 Parsed files are cached per process and re-read when the file changes (its mtime, size or
 inode differ), so a long-lived process sees edits without paying a parse on every access.
 """
@@ -58,11 +61,49 @@ def _cached(kind: str, path: Path, parse: Any) -> dict[str, Any]:
     return data
 
 
+class _DuplicateKeyError(yaml.constructor.ConstructorError):
+    """A mapping names the same key twice (first and second positions kept for the message)."""
+
+    def __init__(self, key: Any, first: yaml.Mark, second: yaml.Mark) -> None:
+        super().__init__(problem=f"duplicate key {key!r}", problem_mark=second)
+        self.key = key
+        self.first = first
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """The safe loader (no arbitrary objects from configuration), refusing duplicate keys.
+
+    Only a mapping's own keys are compared: values merged in with ``<<: *anchor`` may be
+    overridden, which is what merge keys are for.
+    """
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: dict[Any, yaml.Mark] = {}
+        for key_node, _value in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                continue
+            key = self.construct_object(key_node, deep=True)
+            try:
+                first = seen.get(key)
+            except TypeError:  # an unhashable key: the base loader reports it
+                continue
+            if first is not None:
+                raise _DuplicateKeyError(key, first, key_node.start_mark)
+            seen[key] = key_node.start_mark
+        return super().construct_mapping(node, deep)
+
+
 def _parse_yaml(path: Path) -> dict[str, Any]:
     try:
         text = path.read_text(encoding="utf-8")
-        # Safe loader only: configuration must never be able to construct arbitrary objects.
-        data = yaml.safe_load(text)
+        # A SafeLoader subclass: configuration can never construct arbitrary objects.
+        data = yaml.load(text, Loader=_UniqueKeyLoader)
+    except _DuplicateKeyError as exc:
+        line = exc.problem_mark.line + 1 if exc.problem_mark is not None else 0
+        raise ConfigFileError(
+            f"{path}:{line}: duplicate key {exc.key!r} (first on line {exc.first.line + 1}); "
+            f"YAML would keep only the last value. Remove or rename one of them."
+        ) from exc
     except yaml.YAMLError as exc:
         raise ConfigFileError(_yaml_message(path, exc)) from exc
     except UnicodeDecodeError as exc:
