@@ -1,22 +1,49 @@
 """Latent on Prefect 3: `@flow` and `@task` with typed config, a catalog, correct caching,
 checkpoints and MLflow traces.
 
-Everything a flow file needs is importable from here.
+Everything a flow file needs is importable from here. The names load on first use (PEP 562):
+`latent.prefect.cli` is a subpackage, and `latent --help` must not pay for importing Prefect.
 """
 
-from latent.cache import checkpoint, clear_checkpoints
-from latent.config import get_config, params
-from latent.observe import TaskExecutionError, get_flow_logger, logger
-from latent.prefect._flow import LatentFlow, flow
-from latent.prefect._futures import CachedFuture
-from latent.prefect._task import LatentTask, task
-from prefect import unmapped
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+__version__ = "0.1.0"
+
+if TYPE_CHECKING:
+    from latent.cache import checkpoint, clear_checkpoints
+    from latent.config import get_config, params
+    from latent.observe import TaskExecutionError, get_flow_logger, logger
+    from latent.prefect._flow import LatentFlow, flow
+    from latent.prefect._futures import CachedFuture
+    from latent.prefect._task import LatentTask, task
+    from prefect import unmapped
+
+# public name -> module that defines it
+_WHERE = {
+    "CachedFuture": "latent.prefect._futures",
+    "LatentFlow": "latent.prefect._flow",
+    "LatentTask": "latent.prefect._task",
+    "TaskExecutionError": "latent.observe",
+    "checkpoint": "latent.cache",
+    "clear_checkpoints": "latent.cache",
+    "flow": "latent.prefect._flow",
+    "get_config": "latent.config",
+    "get_flow_logger": "latent.observe",
+    "logger": "latent.observe",
+    "params": "latent.config",
+    "task": "latent.prefect._task",
+    "unmapped": "prefect",
+}
 
 __all__ = [
     "CachedFuture",
     "LatentFlow",
     "LatentTask",
     "TaskExecutionError",
+    "__version__",
     "checkpoint",
     "clear_checkpoints",
     "flow",
@@ -27,3 +54,17 @@ __all__ = [
     "task",
     "unmapped",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _WHERE:
+        raise AttributeError(f"module 'latent.prefect' has no attribute {name!r}")
+    # The first public name loads them all, as an eager import did: importing `_flow` and `_task`
+    # also installs what they set up (e.g. how latent-cache names project modules).
+    for public, module in _WHERE.items():
+        globals()[public] = getattr(importlib.import_module(module), public)
+    return globals()[name]
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

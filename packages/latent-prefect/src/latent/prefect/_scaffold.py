@@ -1,4 +1,4 @@
-"""`latent new flow <name>`: the three files of a new flow, ready to run."""
+"""`latent init` and `latent new flow <name>`: a project and its flows, ready to run."""
 
 from __future__ import annotations
 
@@ -64,3 +64,73 @@ def new_flow(root: Path, name: str) -> list[Path]:
         path.write_text(text)
         created.append(path)
     return created
+
+
+_LATENT_TOML = """\
+# Latent settings of this project: the docs' "Concepts" page lists every key.
+# "dev" turns @checkpoint on, so an interrupted loop resumes where it stopped;
+# `latent run --env production ...` overrides it for one run.
+environment = "dev"
+
+[cache]
+expiration = "7d"
+
+[mlflow]
+# tracking_uri defaults to sqlite:///.latent/mlflow.db; MLFLOW_TRACKING_URI wins when set.
+# enabled = false
+
+# Run tasks in worker processes instead of threads (see the scale-out how-to):
+# [prefect.task_runner]
+# type = "processes"   # or "dask" / "ray" with latent-prefect[dask] / latent-prefect[ray]
+"""
+
+_GLOBAL_YAML = """\
+# Parameters every flow sees; a flow's own flows/<flow>/parameters.yaml wins.
+# Override one for a run: latent run <flow> --param model.name=other
+model:
+  name: my-model
+"""
+
+_CATALOG_YAML = """\
+# Datasets shared by every flow, loaded and saved by name, e.g.
+# questions:
+#   type: jsonl            # or csv / parquet with latent-prefect[pandas]
+#   filepath: data/questions.jsonl
+"""
+
+_GITIGNORE_LINE = ".latent/"
+
+
+def new_project(root: Path, first_flow: str = "hello") -> list[Path]:
+    """Lay out a project in `root` (created if missing): config/, a first flow, data/.
+
+    Refuses when `root` already holds config/latent.toml; an existing .gitignore is extended,
+    never replaced.
+    """
+    settings = root / "config" / "latent.toml"
+    if settings.exists():
+        raise ValueError(f"{settings} already exists: {root} is a Latent project already")
+    if (root / "flows" / first_flow).exists():
+        raise ValueError(f"{root / 'flows' / first_flow} already exists: choose another --flow")
+    (root / "config").mkdir(parents=True, exist_ok=True)
+    created = []
+    for path, text in (
+        (settings, _LATENT_TOML),
+        (root / "config" / "global.yaml", _GLOBAL_YAML),
+        (root / "config" / "catalog.yaml", _CATALOG_YAML),
+    ):
+        if not path.exists():
+            path.write_text(text)
+            created.append(path)
+    (root / "data").mkdir(exist_ok=True)
+    created.append(_ignore_latent_dir(root / ".gitignore"))
+    return created + new_flow(root, first_flow)
+
+
+def _ignore_latent_dir(gitignore: Path) -> Path:
+    """Make `gitignore` list `.latent/` (caches, results, MLflow DB are never committed)."""
+    lines = gitignore.read_text().splitlines() if gitignore.exists() else []
+    if _GITIGNORE_LINE not in {line.strip() for line in lines}:
+        lines.append(_GITIGNORE_LINE)
+        gitignore.write_text("\n".join(lines) + "\n")
+    return gitignore

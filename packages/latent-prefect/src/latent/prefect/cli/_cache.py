@@ -7,7 +7,14 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from latent.prefect.cli._app import cache_app, checkpoints_app, console, project_or_exit
+from latent.prefect.cli._app import (
+    YesOption,
+    cache_app,
+    checkpoints_app,
+    confirm_or_exit,
+    console,
+    project_or_exit,
+)
 
 
 @cache_app.command("list")
@@ -37,11 +44,19 @@ def cache_list(
 def cache_clear(
     flow: Annotated[str | None, typer.Option(help="Only this flow's tasks.")] = None,
     task: Annotated[str | None, typer.Option(help="Only this task.")] = None,
+    yes: YesOption = False,
 ) -> None:
-    """Delete cached task results (all, or one flow's, or one task's)."""
+    """Delete cached task results (all, or one flow's, or one task's); asks first."""
     from latent.prefect import _cache_admin
 
-    removed = _cache_admin.clear_tasks(project_or_exit(), flow=flow, task=task)
+    project = project_or_exit()
+    scope = " and ".join(
+        part for part in (flow and f"flow {flow!r}", task and f"task {task!r}") if part
+    )
+    confirm_or_exit(
+        f"Delete the cached task results of {scope or 'every task'} in {project.root}?", yes=yes
+    )
+    removed = _cache_admin.clear_tasks(project, flow=flow, task=task)
     console.print(f"Removed {removed} cached task result(s).")
 
 
@@ -57,11 +72,14 @@ def cache_prune() -> None:
 @checkpoints_app.command("clear")
 def checkpoints_clear(
     function: Annotated[str | None, typer.Option(help="Only this function's entries.")] = None,
+    yes: YesOption = False,
 ) -> None:
-    """Delete @checkpoint results."""
+    """Delete @checkpoint results (all, or one function's); asks first."""
     from latent.cache import clear_checkpoints
 
     project = project_or_exit()
+    which = f"function {function!r}" if function else "every function"
+    confirm_or_exit(f"Delete the checkpoints of {which} in {project.root}?", yes=yes)
     removed = clear_checkpoints(project.cache_dir, function=function)
     console.print(f"Removed {removed} checkpoint entr{'y' if removed == 1 else 'ies'}.")
 

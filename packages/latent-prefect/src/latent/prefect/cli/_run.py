@@ -5,20 +5,25 @@ from __future__ import annotations
 import importlib.util
 import sys
 import time
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.table import Table
 
 from latent.config import LatentConfigError, Project
-from latent.prefect._flow import LatentFlow
-from latent.prefect._shipped import FLOW_MODULE_PREFIX, ship_by_value
-from latent.prefect.cli._app import app, console, err, project_or_exit
+from latent.prefect.cli._app import ENV_HELP, app, console, err, project_or_exit, set_environment
 from latent.prefect.errors import FlowImportError
+
+if TYPE_CHECKING:
+    from latent.prefect._flow import LatentFlow
 
 
 def load_flow(project: Project, name: str) -> LatentFlow[Any, Any]:
     """Import `flows/<name>/flow.py` and return its `@flow("<name>")`."""
+    # Prefect loads here, not when the command line starts: `latent --help` stays instant.
+    from latent.prefect._flow import LatentFlow
+    from latent.prefect._shipped import FLOW_MODULE_PREFIX, ship_by_value
+
     path = project.flow_dir(name) / "flow.py"
     if not path.is_file():
         known = ", ".join(project.flow_names()) or "none"
@@ -48,6 +53,10 @@ def run(
     param: Annotated[
         list[str] | None,
         typer.Option("--param", "-p", help="Override a parameter: key.sub=value (repeatable)."),
+    ] = None,
+    env: Annotated[
+        str | None,
+        typer.Option("--env", "-e", callback=set_environment, help=ENV_HELP),
     ] = None,
 ) -> None:
     """Run one or more flows and print what each task did."""

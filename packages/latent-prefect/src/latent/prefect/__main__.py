@@ -1,0 +1,5 @@
+"""`python -m latent.prefect`: the `latent` command."""
+
+from latent.prefect.cli import main
+
+main()
