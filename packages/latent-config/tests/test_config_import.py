@@ -74,3 +74,35 @@ def test_local_datasets_work_without_fsspec_or_pandas(tmp_path: Path) -> None:
         tmp_path,
     )
     assert out.splitlines() == ["{'ok': True}", "[1, 2]", "t True", "r True"]
+
+
+def test_pandas_datasets_without_pandas_say_how_to_install(tmp_path: Path) -> None:
+    out = run_python(
+        """
+        import sys
+        sys.modules["pandas"] = None  # as if latent-prefect was installed without [pandas]
+        sys.modules["pyarrow"] = None
+        from pathlib import Path
+        from latent.config import DatasetError, Project, RunConfig
+        root = Path.cwd()
+        (root / "config").mkdir()
+        (root / "config" / "latent.toml").write_text("")
+        (root / "config" / "catalog.yaml").write_text(
+            "scores: {type: parquet, filepath: data/scores.parquet}\\n"
+        )
+        (root / "data").mkdir()
+        (root / "data" / "scores.parquet").write_bytes(b"PAR1")
+        dataset = RunConfig.load("adhoc", project=Project.discover()).catalog.get("scores")
+        for action in (dataset.load, lambda: dataset.save([{"score": 1.0}])):
+            try:
+                action()
+            except DatasetError as exc:
+                print(exc)
+        """,
+        tmp_path,
+    )
+    lines = out.splitlines()
+    assert len(lines) == 2, out
+    for line in lines:
+        assert "Dataset 'scores' (pandas.ParquetDataset) needs pandas" in line
+        assert "pip install 'latent-prefect[pandas]'" in line and "catalog.yaml" in line

@@ -23,6 +23,8 @@ from latent.cache.memoize import cached
 from latent.cache.signature import code_signature, qualified_name, set_module_namer
 from latent.cache.store import MISSING, CacheEntry, CacheStore, shared_store
 
+__version__ = "0.1.0"
+
 __all__ = [
     "MISSING",
     "CacheEntry",

@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 import os
 import re
-import tempfile
+import stat
 import uuid
 from collections.abc import Callable, Iterator, Mapping
 from typing import IO, Any
@@ -65,7 +65,7 @@ def atomic_write(path: str, write: Callable[[IO[bytes]], None], fs_args: Mapping
         return
     directory = os.path.dirname(path) or "."
     os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{os.path.basename(path)}.", suffix=".tmp")
+    fd, tmp = _create_beside(path)
     try:
         with os.fdopen(fd, "wb") as fh:
             write(fh)
@@ -74,6 +74,22 @@ def atomic_write(path: str, write: Callable[[IO[bytes]], None], fs_args: Mapping
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
+
+
+def _create_beside(path: str) -> tuple[int, str]:
+    """Open a new temp file next to `path` with the permissions a plain ``open(path, "wb")`` gives.
+
+    ``mkstemp`` creates files 0600 whatever the umask, so every dataset would end up unreadable
+    to the user's group. A random name opened with O_EXCL is as safe, and the OS applies the
+    umask; a file being replaced keeps its own mode, as it would when written in place.
+    """
+    tmp = os.path.join(
+        os.path.dirname(path) or ".", f".{os.path.basename(path)}.{uuid.uuid4().hex}.tmp"
+    )
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
+    with contextlib.suppress(FileNotFoundError):
+        os.chmod(tmp, stat.S_IMODE(os.stat(path).st_mode))
+    return fd, tmp
 
 
 def _atomic_write_fs(

@@ -8,6 +8,7 @@ not fit). pandas is imported only when a pandas dataset is loaded or saved.
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import pickle
@@ -202,14 +203,20 @@ def is_dataframe(value: Any) -> bool:
     return pd is not None and isinstance(value, pd.DataFrame)
 
 
-def _pandas() -> Any:
+#: The install command in errors: the extra of latent-prefect, which most users install, and
+#: latent-config's own for those who use it alone (both bring pandas, pyarrow and fsspec).
+_PANDAS_HINT = "pip install 'latent-prefect[pandas]' (or 'latent-config[pandas]')"
+
+
+def _require(module: str, dataset: Dataset) -> Any:
+    """Import `module` for `dataset`, or fail naming the dataset and the install command."""
     try:
-        import pandas
+        return importlib.import_module(module)
     except ImportError as exc:
         raise DatasetError(
-            "This dataset type needs pandas: pip install 'latent-config[pandas]'."
+            f"Dataset {dataset.name!r} ({dataset._type()}) needs {module}, which is not "
+            f"installed: {_PANDAS_HINT}. Declared in {dataset._declared_in()}."
         ) from exc
-    return pandas
 
 
 # -- pandas types ------------------------------------------------------------------------
@@ -219,7 +226,13 @@ class _PandasDataset(Dataset):
     saves = "a pandas DataFrame"
 
     def _accepts(self, value: Any) -> bool:
-        return is_dataframe(value)
+        if is_dataframe(value):
+            return True
+        self._pandas()  # without pandas, the fix is to install it, not "return a DataFrame"
+        return False
+
+    def _pandas(self) -> Any:
+        return _require("pandas", self)
 
     def _source_args(self) -> tuple[str, dict[str, Any]]:
         """Path and reader kwargs: URLs let pandas use fsspec with our storage options."""
@@ -238,7 +251,7 @@ class CSVDataset(_PandasDataset):
 
     def _load(self) -> Any:
         path, args = self._source_args()
-        return _pandas().read_csv(path, **args)
+        return self._pandas().read_csv(path, **args)
 
     def _save(self, value: Any) -> None:
         self._write(lambda fh: value.to_csv(fh, **self.save_args))
@@ -251,9 +264,12 @@ class ParquetDataset(_PandasDataset):
 
     def _load(self) -> Any:
         path, args = self._source_args()
-        return _pandas().read_parquet(path, **args)
+        pandas = self._pandas()
+        _require("pyarrow", self)
+        return pandas.read_parquet(path, **args)
 
     def _save(self, value: Any) -> None:
+        _require("pyarrow", self)
         self._write(lambda fh: value.to_parquet(fh, **self.save_args))
 
 
@@ -264,7 +280,7 @@ class PandasJSONDataset(_PandasDataset):
 
     def _load(self) -> Any:
         path, args = self._source_args()
-        return _pandas().read_json(path, **args)
+        return self._pandas().read_json(path, **args)
 
     def _save(self, value: Any) -> None:
         text = value.to_json(**self.save_args)

@@ -20,6 +20,8 @@ from latent.observe._summary import redact, summarize
 from latent.observe._tracking import FlowRunHandle, flow_run, record_task
 from latent.observe.errors import TaskExecutionError
 
+__version__ = "0.1.0"
+
 __all__ = [
     "SPAN_TYPES",
     "FlowLogger",

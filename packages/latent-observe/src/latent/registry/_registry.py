@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 import os
 import sys
-import tempfile
 import threading
+import uuid
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any, ClassVar, TextIO
@@ -142,7 +142,10 @@ class TaskRegistry:
         target = Path(path)
         target.parent.mkdir(parents=True, exist_ok=True)
         text = json.dumps(cls.to_dict(), indent=2, ensure_ascii=False)
-        fd, temp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+        # Not mkstemp: its files are 0600 whatever the umask. O_EXCL on a random name is as safe,
+        # and the file gets the permissions a plain write would give.
+        temp = target.parent / f".{target.name}.{uuid.uuid4().hex}.tmp"
+        fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
         try:
             with os.fdopen(fd, "w", encoding="utf-8") as handle:
                 handle.write(text)

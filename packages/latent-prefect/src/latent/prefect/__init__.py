@@ -43,7 +43,6 @@ __all__ = [
     "LatentFlow",
     "LatentTask",
     "TaskExecutionError",
-    "__version__",
     "checkpoint",
     "clear_checkpoints",
     "flow",
