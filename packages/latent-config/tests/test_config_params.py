@@ -34,6 +34,7 @@ class Config(BaseModel):
     batch_size: int = Field(gt=0)
     model_name: str
     learning_rate: float = 0.001
+    nested: dict[str, int] = {}
 
     @property
     def label(self) -> str:
@@ -75,7 +76,14 @@ def test_typed_values_include_defaults_and_properties(project: Project) -> None:
         assert params.learning_rate == 0.001
         assert params["learning_rate"] == 0.001
         assert params.label == "gpt-4@32"
-        assert params.shared is True  # a key the schema does not declare is still readable
+        # A global key the schema does not declare belongs to other flows: not this run's.
+        assert "shared" not in params and params.get("shared") is None
+        assert run.parameters == {
+            "batch_size": 32,
+            "model_name": "gpt-4",
+            "learning_rate": 0.001,
+            "nested": {"a": 1},
+        }
         assert params.to_dict()["learning_rate"] == 0.001
         assert "learning_rate" in params
 

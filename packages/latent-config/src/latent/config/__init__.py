@@ -17,6 +17,7 @@ from latent.config.errors import (
     NoActiveFlowError,
     ParameterOverrideError,
     UnknownDatasetTypeError,
+    UnknownParameterError,
 )
 from latent.config.project import Project, find_project_root
 from latent.config.run import (
@@ -45,6 +46,7 @@ __all__ = [
     "RunConfig",
     "Settings",
     "UnknownDatasetTypeError",
+    "UnknownParameterError",
     "bind_run",
     "current_run",
     "find_project_root",

@@ -84,7 +84,11 @@ class Params:
         flow, dot, rest = key.partition(".")
         if not dot:
             return default
-        values = run.parameters if flow == run.flow else run.project.other_flow_parameters(flow)
+        values = (
+            run.parameters
+            if flow == run.flow
+            else run.project.other_flow_parameters(flow, run.overrides_by_flow.get(flow))
+        )
         if values is None:
             return default
         node: Any = values

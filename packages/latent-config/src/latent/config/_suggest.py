@@ -8,10 +8,15 @@ from collections.abc import Iterable
 
 def did_you_mean(name: str, choices: Iterable[str]) -> str:
     """Return `` Did you mean 'x'?`` (or ``'x' or 'y'``) for the closest choices, else ``""``."""
-    matches = difflib.get_close_matches(name, sorted(choices), n=3, cutoff=0.6)
+    matches = close_matches(name, choices)
     if not matches:
         return ""
     return " Did you mean " + " or ".join(repr(m) for m in matches) + "?"
+
+
+def close_matches(name: str, choices: Iterable[str]) -> list[str]:
+    """Up to three choices that look like ``name`` (a typo's likely targets), best first."""
+    return difflib.get_close_matches(name, sorted(choices), n=3, cutoff=0.6)
 
 
 def listing(choices: Iterable[str]) -> str:

@@ -6,6 +6,8 @@ so a user can act on it without reading Latent's source.
 
 from __future__ import annotations
 
+from typing import Any
+
 __all__ = [
     "ConfigFileError",
     "ConfigValidationError",
@@ -16,6 +18,7 @@ __all__ = [
     "NoActiveFlowError",
     "ParameterOverrideError",
     "UnknownDatasetTypeError",
+    "UnknownParameterError",
 ]
 
 
@@ -58,6 +61,28 @@ class ConfigValidationError(LatentConfigError, ValueError):
     def __reduce__(self) -> tuple[type[ConfigValidationError], tuple[str, list[tuple[str, str]]]]:
         # Errors cross process boundaries (Prefect results, Dask workers): keep them picklable.
         return (type(self), (self.flow, self.errors))
+
+
+class UnknownParameterError(ConfigValidationError):
+    """A parameter key that the flow's ``config_schema`` has no field for (a typo, usually).
+
+    Raised before the flow starts, for a key in ``flows/<flow>/parameters.yaml`` (with its line),
+    a key of ``config/global.yaml`` under a field the schema declares, or an override. Each
+    problem names the nearest field. A schema that should take any key says so with
+    ``model_config = ConfigDict(extra="allow")``.
+    """
+
+    def __init__(self, flow: str, errors: list[tuple[str, str]], schema: str = "") -> None:
+        self.schema = schema
+        super().__init__(flow, errors)
+        owner = schema or "the schema"
+        self.args = (
+            f"{self.args[0]}\nFix or remove these keys, or let {owner} keep unknown keys: "
+            'model_config = ConfigDict(extra="allow").',
+        )
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (self.flow, self.errors, self.schema))
 
 
 class ParameterOverrideError(LatentConfigError, ValueError):

@@ -16,11 +16,17 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ValidationError
 
-from latent.config import _storage
+from latent.config import _storage, _strict
 from latent.config._files import Stamp, file_stamp, read_yaml_mapping
 from latent.config._parameters import apply_overrides, deep_merge, interpolate_env, parse_overrides
-from latent.config._suggest import did_you_mean, listing
-from latent.config.errors import ConfigValidationError, DatasetError, FlowNotFoundError
+from latent.config._suggest import close_matches, did_you_mean, listing
+from latent.config.errors import (
+    ConfigValidationError,
+    DatasetError,
+    FlowNotFoundError,
+    ParameterOverrideError,
+    UnknownParameterError,
+)
 from latent.config.settings import Settings
 
 if TYPE_CHECKING:
@@ -171,14 +177,19 @@ class Project:
         result: dict[str, Any] = interpolate_env(merged, where)
         return result
 
-    def other_flow_parameters(self, flow: str) -> dict[str, Any] | None:
-        """Another flow's merged file parameters (no overrides), or None if it has no directory.
+    def other_flow_parameters(
+        self, flow: str, overrides: Mapping[str, Any] | Sequence[str] | None = None
+    ) -> dict[str, Any] | None:
+        """Another flow's merged parameters, or None if it has no directory.
 
-        Cached per process and re-read when global.yaml or its parameters.yaml changes. The
-        dict is shared: treat it as read-only.
+        ``overrides`` are the ones the same command gave that flow (see `scope_overrides`).
+        Without them the result is cached per process and re-read when global.yaml or its
+        parameters.yaml changes; the dict is shared: treat it as read-only.
         """
         if not self.has_flow(flow):
             return None
+        if overrides:
+            return self.parameters(flow, overrides)
         stamps = (
             file_stamp(self.root / "config" / "global.yaml"),
             file_stamp(self.flow_dir(flow) / "parameters.yaml"),
@@ -189,6 +200,176 @@ class Project:
         values = self.parameters(flow)
         self._other_flows[flow] = (stamps, values)
         return values
+
+    def typed_parameters(
+        self,
+        flow: str,
+        schema: type[BaseModel],
+        overrides: Mapping[str, Any] | Sequence[str] | None = None,
+        *,
+        name: str | None = None,
+    ) -> BaseModel:
+        """The flow's parameters checked key by key against ``schema``, then validated.
+
+        A key in flows/<flow>/parameters.yaml or an override that no field accepts raises
+        UnknownParameterError (file and line, or the override, and the nearest field). A key of
+        global.yaml the schema does not declare belongs to other flows and is left out, unless
+        the schema keeps extra keys (``extra="allow"``). ``name`` labels errors when ``flow`` is
+        ``""`` (a subflow without a directory of its own).
+        """
+        label = name or flow
+        self.check_keys(flow, schema, overrides, name=label)
+        merged = self.parameters(flow, overrides)
+        own = set(self._flow_file_parameters(flow)) | {
+            key.split(".")[0] for key, _ in parse_overrides(overrides)
+        }
+        if schema.model_config.get("extra") != "allow":
+            names = _strict.field_names(schema)
+            merged = {k: v for k, v in merged.items() if k in own or k in names}
+        return self.validate(label, merged, schema)
+
+    def check_keys(
+        self,
+        flow: str,
+        schema: type[BaseModel],
+        overrides: Mapping[str, Any] | Sequence[str] | None = None,
+        *,
+        name: str | None = None,
+    ) -> None:
+        """Raise UnknownParameterError for every key ``schema`` does not accept (see above)."""
+        problems: list[tuple[str, str]] = []
+        seen: set[tuple[str, ...]] = set()
+        names = _strict.field_names(schema)
+
+        def check(path: tuple[str, ...], where: str) -> None:
+            if any(path[:n] in seen for n in range(1, len(path) + 1)):
+                return
+            found = _strict.unknown_at([schema], path)
+            if found is None:
+                return
+            bad, choices = found
+            seen.add(bad)
+            hint = did_you_mean(bad[-1], choices)
+            problems.append((".".join(bad), f"unknown parameter, set {where}.{hint}"))
+
+        own_file = f"flows/{flow}/parameters.yaml"
+        own = self._flow_file_parameters(flow)
+        for path in _strict.leaf_paths(own):
+            check(path, self._where(own_file, path))
+        shared = read_yaml_mapping(self.root / "config" / "global.yaml")
+        for path in _strict.leaf_paths(shared):
+            # Undeclared top-level keys belong to other flows; the flow's file reports its own.
+            if path[0] in names and not _has_path(own, path):
+                check(path, self._where("config/global.yaml", path))
+        for key, value in parse_overrides(overrides):
+            path = tuple(key.split("."))
+            check(path, f"by the override '{key}={value}'")
+            if isinstance(value, Mapping):
+                for below in _strict.leaf_paths(value, path):
+                    check(below, f"by the override '{key}={value}'")
+        if problems:
+            raise UnknownParameterError(name or flow, problems, schema.__name__)
+
+    def own_parameter_keys(
+        self, flow: str, overrides: Mapping[str, Any] | Sequence[str] | None = None
+    ) -> list[str]:
+        """Top-level keys the flow's own parameters.yaml and its overrides set (not global.yaml).
+
+        These are the keys that must be for this flow; a flow without a schema is warned about
+        the ones it never reads (a typo, usually).
+        """
+        keys = list(self._flow_file_parameters(flow))
+        for key, _ in parse_overrides(overrides):
+            top = key.split(".")[0]
+            if top not in keys:
+                keys.append(top)
+        return keys
+
+    def _flow_file_parameters(self, flow: str) -> dict[str, Any]:
+        return read_yaml_mapping(self.flow_dir(flow) / "parameters.yaml") if flow else {}
+
+    def _where(self, relative: str, path: tuple[str, ...]) -> str:
+        line = _strict.key_line(self.root / relative, path)
+        return f"in {relative}" + (f" line {line}" if line else "")
+
+    def scope_overrides(
+        self,
+        overrides: Mapping[str, Any] | Sequence[str] | None,
+        schemas: Mapping[str, type[BaseModel] | None],
+    ) -> dict[str, dict[str, Any]]:
+        """Give each override to the flows it is for: ``{flow: {dotted_key: value}}``.
+
+        ``schemas`` are the flows of one command (name -> its ``config_schema`` or None), in
+        order. ``flow.key=v`` targets that flow (also a flow not in the command, so that a
+        cross-flow ``params.get("flow.key")`` sees it); a plain ``key=v`` goes to every flow of
+        the command where the key exists (a schema field, or a parameter of a flow without a
+        schema). An override no flow accepts raises ParameterOverrideError naming the nearest key.
+        """
+        scoped: dict[str, dict[str, Any]] = {flow: {} for flow in schemas}
+        for key, value in parse_overrides(overrides):
+            for flow, rest in self._override_targets(key, value, schemas).items():
+                scoped.setdefault(flow, {})[rest] = value
+        return scoped
+
+    def _override_targets(
+        self, key: str, value: Any, schemas: Mapping[str, type[BaseModel] | None]
+    ) -> dict[str, str]:
+        head, dot, rest = key.partition(".")
+        if dot and head in schemas:
+            self._require_accepted(head, schemas[head], rest, key, value)
+            return {head: rest}
+        path = tuple(key.split("."))
+        found = {flow: key for flow, schema in schemas.items() if self._has_key(flow, schema, path)}
+        if found:
+            return found
+        if dot and self.has_flow(head) and _has_path(self.parameters(head), tuple(rest.split("."))):
+            return {head: rest}
+        hints = "".join(self._nearest(flow, schema, path) for flow, schema in schemas.items())
+        raise ParameterOverrideError(
+            f"Override '{key}={value}': no flow in this run ({listing(schemas)}) has a parameter "
+            f"{key!r}.{hints} Fix the name, or target one flow with '<flow>.{key}=...' (its "
+            "schema must declare the key)."
+        )
+
+    def _require_accepted(
+        self, flow: str, schema: type[BaseModel] | None, rest: str, key: str, value: Any
+    ) -> None:
+        if schema is None:
+            return  # a flow without a schema takes new keys (unread ones are warned about)
+        found = _strict.unknown_at([schema], tuple(rest.split(".")))
+        if found is None:
+            return
+        bad, choices = found
+        raise ParameterOverrideError(
+            f"Override '{key}={value}': flow {flow!r} has no parameter {'.'.join(bad)!r} "
+            f"({schema.__name__} declares {listing(choices)}).{did_you_mean(bad[-1], choices)} "
+            "Fix the name, or let the schema keep extra keys: "
+            'model_config = ConfigDict(extra="allow").'
+        )
+
+    def _has_key(self, flow: str, schema: type[BaseModel] | None, path: tuple[str, ...]) -> bool:
+        if schema is not None and _strict.declares(schema, path):
+            return True
+        if schema is not None and _strict.unknown_at([schema], path) is not None:
+            return False
+        return _has_path(self.parameters(flow), path)
+
+    def _nearest(self, flow: str, schema: type[BaseModel] | None, path: tuple[str, ...]) -> str:
+        """`` In flow 'f': did you mean 'a.b'?`` for the closest key of one flow, else ``""``."""
+        if schema is not None:
+            found = _strict.unknown_at([schema], path)
+            if found is None:
+                return ""
+            bad, choices = found
+            keys = [".".join((*bad[:-1], choice)) for choice in choices]
+            name = ".".join(bad)
+        else:
+            keys = [".".join(p) for p in _strict.leaf_paths(self.parameters(flow))]
+            name = ".".join(path)
+        matches = close_matches(name, keys)
+        if not matches:
+            return ""
+        return f" In flow {flow!r}: did you mean {' or '.join(map(repr, matches))}?"
 
     def validate(
         self, flow: str, parameters: Mapping[str, Any], schema: type[BaseModel]
@@ -265,6 +446,15 @@ class Project:
                 "name, or declare the dataset with an explicit filepath in the catalog."
             )
         return resolved
+
+
+def _has_path(values: Mapping[str, Any], path: tuple[str, ...]) -> bool:
+    node: Any = values
+    for part in path:
+        if not isinstance(node, Mapping) or part not in node:
+            return False
+        node = node[part]
+    return True
 
 
 def _inside(path: str, root: Path) -> bool:

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -29,13 +29,19 @@ _read_scopes: ContextVar[tuple[set[str], ...]] = ContextVar("latent_config_reads
 
 @dataclass(frozen=True)
 class RunConfig:
-    """The configuration of one flow run: merged parameters, typed model, project, catalog."""
+    """The configuration of one flow run: merged parameters, typed model, project, catalog.
+
+    With a schema, ``parameters`` are the validated values, defaults filled in: what the run
+    uses and what MLflow records. ``overrides_by_flow`` are the overrides of the whole command
+    (``Project.scope_overrides``), so ``params.get("other_flow.key")`` sees them too.
+    """
 
     flow: str
     parameters: dict[str, Any]
     typed: BaseModel | None
     project: Project
     catalog: Catalog
+    overrides_by_flow: Mapping[str, Mapping[str, Any] | Sequence[str]] = field(default_factory=dict)
 
     @classmethod
     def load(
@@ -46,15 +52,23 @@ class RunConfig:
         overrides: Mapping[str, Any] | Sequence[str] | None = None,
         schema: type[BaseModel] | None = None,
         source_file: str | Path | None = None,
+        overrides_by_flow: Mapping[str, Mapping[str, Any] | Sequence[str]] | None = None,
     ) -> RunConfig:
         """Discover the project (unless given), merge parameters, validate, build the catalog.
 
-        Raises FlowNotFoundError, ConfigFileError or ConfigValidationError before any work runs.
+        Raises FlowNotFoundError, ConfigFileError or ConfigValidationError (UnknownParameterError
+        for a key the schema has no field for) before any work runs.
         """
         project = project or Project.discover(source_file=source_file)
-        parameters = project.parameters(flow, overrides)
-        typed = project.validate(flow, parameters, schema) if schema is not None else None
-        return cls(flow, parameters, typed, project, project.catalog(flow))
+        typed = None
+        if schema is None:
+            parameters = project.parameters(flow, overrides)
+        else:
+            typed = project.typed_parameters(flow, schema, overrides)
+            parameters = typed.model_dump()
+        return cls(
+            flow, parameters, typed, project, project.catalog(flow), dict(overrides_by_flow or {})
+        )
 
 
 @contextmanager
@@ -87,6 +101,8 @@ def require_run(what: str) -> RunConfig:
 def get_config() -> dict[str, Any]:
     """``{"parameters": ..., "catalog": ...}`` of the active run (catalog as plain dicts)."""
     run = require_run("get_config()")
+    for key in run.parameters:  # whoever holds the whole dict may read any key
+        record_read(key)
     return {"parameters": run.parameters, "catalog": run.catalog.to_dict()}
 
 

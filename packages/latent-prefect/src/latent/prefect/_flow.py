@@ -8,6 +8,7 @@ default (`[prefect] heartbeat = true` turns it on): on a local run it only adds 
 
 from __future__ import annotations
 
+import difflib
 import functools
 import inspect
 import json
@@ -18,7 +19,7 @@ from typing import Any, Generic, ParamSpec, TypeVar
 
 from pydantic import BaseModel
 
-from latent.config import Project, RunConfig, bind_run, current_run
+from latent.config import Project, RunConfig, bind_run, current_run, track_param_reads
 from latent.observe import bind_names, flow_run, logger
 from latent.prefect import _runtime, _shipped
 from latent.prefect._runtime import optional_parameter, resolved_signature
@@ -121,11 +122,13 @@ def _run_flow_body(spec: FlowSpec, args: tuple[Any, ...], kwargs: dict[str, Any]
         bind_run(run),
         bind_names(flow=spec.name, task=None),
         flow_run(spec.name, run.parameters),
+        track_param_reads() as reads,
     ):
         bound = inspect.signature(spec.fn).bind_partial(*args, **kwargs)
         _load_inputs(spec, run, bound)
         result = spec.fn(*bound.args, **bound.kwargs)
         _save_outputs(spec, run, result)
+        _warn_unread(spec, run, reads)
     if outer is None:
         _save_registry(project)
     return result
@@ -139,18 +142,49 @@ def _make_run(spec: FlowSpec, project: Project, *, nested: bool) -> RunConfig:
     names the flows that exist (almost always a typo).
     """
     source = spec.name if not nested or project.has_flow(spec.name) else ""
-    parameters = project.parameters(source, _runtime.overrides_for(spec.name))
-    typed = (
-        project.validate(spec.name, parameters, spec.config_schema)
-        if spec.config_schema is not None
-        else None
-    )
+    overrides = _runtime.overrides_for(spec.name)
+    by_flow = {
+        name: found
+        for name in {*project.flow_names(), spec.name}
+        if (found := _runtime.overrides_for(name))
+    }
+    if spec.config_schema is None:
+        return RunConfig(
+            spec.name,
+            project.parameters(source, overrides),
+            None,
+            project,
+            project.catalog(source),
+            by_flow,
+        )
+    # What MLflow records and `params` reads: the validated values, defaults filled in.
+    typed = project.typed_parameters(source, spec.config_schema, overrides, name=spec.name)
     return RunConfig(
-        flow=spec.name,
-        parameters=parameters,
-        typed=typed,
-        project=project,
-        catalog=project.catalog(source),
+        spec.name, typed.model_dump(), typed, project, project.catalog(source), by_flow
+    )
+
+
+_warned_unread: set[tuple[str, tuple[str, ...]]] = set()
+
+
+def _warn_unread(spec: FlowSpec, run: RunConfig, reads: set[str]) -> None:
+    """Once per process: the flow's own keys that nothing read (a schema would catch typos)."""
+    if spec.config_schema is not None:
+        return
+    own = run.project.own_parameter_keys(
+        spec.name if run.project.has_flow(spec.name) else "", _runtime.overrides_for(spec.name)
+    )
+    read_tops = {key.split(".")[0] for key in reads}
+    unread = tuple(key for key in own if key not in read_tops)
+    if not unread or (spec.name, unread) in _warned_unread:
+        return
+    _warned_unread.add((spec.name, unread))
+    near = [m for key in unread for m in difflib.get_close_matches(key, read_tops - set(own), 1)]
+    hints = f" It read {', '.join(map(repr, near))}." if near else ""
+    logger.warning(
+        f"Flow '{spec.name}' never read parameter(s) {', '.join(map(repr, unread))} set in "
+        f"flows/{spec.name}/parameters.yaml or --param.{hints} A typo? Give the flow a "
+        "config_schema to have unknown keys rejected before it runs."
     )
 
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import importlib.util
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
@@ -61,19 +63,23 @@ def run(
 ) -> None:
     """Run one or more flows and print what each task did."""
     from latent.prefect._progress import progress_enabled
-    from latent.prefect._runtime import param_overrides
     from latent.prefect._summary import collect_summary
 
     project = project_or_exit()
+    try:
+        loaded = {name: load_flow(project, name) for name in flows}
+        # Each --param goes to the flows that have the key (or the one it names): see latent-config.
+        scoped = project.scope_overrides(
+            param, {name: f.spec.config_schema if f.spec else None for name, f in loaded.items()}
+        )
+    except (FlowImportError, LatentConfigError) as exc:
+        err.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(2) from None
     for name in flows:
-        try:
-            flow_obj = load_flow(project, name)
-        except (FlowImportError, LatentConfigError) as exc:
-            err.print(f"[red]error:[/red] {exc}")
-            raise typer.Exit(2) from None
+        flow_obj = loaded[name]
         console.rule(f"[bold]latent run {name}")
         started = time.perf_counter()
-        with collect_summary() as summary, param_overrides(name, param or []), progress_enabled():
+        with collect_summary() as summary, _scoped(scoped), progress_enabled():
             try:
                 flow_obj()
             except Exception as exc:
@@ -82,6 +88,17 @@ def run(
                 raise typer.Exit(1) from None
         _print_summary(name, summary, time.perf_counter() - started, failed=False)
     _print_where(project)
+
+
+@contextmanager
+def _scoped(overrides: dict[str, dict[str, Any]]) -> Iterator[None]:
+    """Hand every flow of the command its overrides (cross-flow `params.get` sees them too)."""
+    from latent.prefect._runtime import param_overrides
+
+    with ExitStack() as stack:
+        for name, values in overrides.items():
+            stack.enter_context(param_overrides(name, values))
+        yield
 
 
 def _print_summary(name: str, summary: Any, elapsed: float, *, failed: bool) -> None:
