@@ -147,13 +147,13 @@ def test_a_flow_not_in_the_command_can_be_targeted_for_cross_flow_reads(
 ) -> None:
     scoped = project.scope_overrides(["train.forest.max_depth=9"], {"evaluate": None})
     assert scoped == {"evaluate": {}, "train": {"forest.max_depth": 9}}
+    with pytest.raises(ParameterOverrideError, match="no flow in this run"):
+        project.scope_overrides(["nowhere.key=1"], {"evaluate": None})
 
 
 def test_an_override_no_flow_accepts_is_an_error_with_the_nearest_key(project: Project) -> None:
     with pytest.raises(ParameterOverrideError) as info:
-        project.scope_overrides(
-            ["forest.n_estimator=50"], {"train": TrainConfig, "evaluate": None}
-        )
+        project.scope_overrides(["forest.n_estimator=50"], {"train": TrainConfig, "evaluate": None})
     message = str(info.value)
     assert "'forest.n_estimator=50'" in message and "no flow in this run" in message
     assert "In flow 'train': did you mean 'forest.n_estimators'?" in message

@@ -300,8 +300,8 @@ class Project:
         """Give each override to the flows it is for: ``{flow: {dotted_key: value}}``.
 
         ``schemas`` are the flows of one command (name -> its ``config_schema`` or None), in
-        order. ``flow.key=v`` targets that flow (also a flow not in the command, so that a
-        cross-flow ``params.get("flow.key")`` sees it); a plain ``key=v`` goes to every flow of
+        order. ``flow.key=v`` targets that flow (also a flow not in the command, whose schema is
+        not known here, so that a cross-flow ``params.get("flow.key")`` sees it); a plain ``key=v`` goes to every flow of
         the command where the key exists (a schema field, or a parameter of a flow without a
         schema). An override no flow accepts raises ParameterOverrideError naming the nearest key.
         """
@@ -322,8 +322,8 @@ class Project:
         found = {flow: key for flow, schema in schemas.items() if self._has_key(flow, schema, path)}
         if found:
             return found
-        if dot and self.has_flow(head) and _has_path(self.parameters(head), tuple(rest.split("."))):
-            return {head: rest}
+        if dot and self.has_flow(head):
+            return {head: rest}  # not run here, so its schema is unknown: for cross-flow reads
         hints = "".join(self._nearest(flow, schema, path) for flow, schema in schemas.items())
         raise ParameterOverrideError(
             f"Override '{key}={value}': no flow in this run ({listing(schemas)}) has a parameter "

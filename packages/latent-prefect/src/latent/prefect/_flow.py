@@ -179,7 +179,7 @@ def _warn_unread(spec: FlowSpec, run: RunConfig, reads: set[str]) -> None:
     if not unread or (spec.name, unread) in _warned_unread:
         return
     _warned_unread.add((spec.name, unread))
-    near = [m for key in unread for m in difflib.get_close_matches(key, read_tops - set(own), 1)]
+    near = [m for key in unread for m in difflib.get_close_matches(key, read_tops, 1)]
     hints = f" It read {', '.join(map(repr, near))}." if near else ""
     logger.warning(
         f"Flow '{spec.name}' never read parameter(s) {', '.join(map(repr, unread))} set in "

@@ -72,6 +72,9 @@ def run(
         scoped = project.scope_overrides(
             param, {name: f.spec.config_schema if f.spec else None for name, f in loaded.items()}
         )
+        for name, schema in ((n, f.spec.config_schema) for n, f in loaded.items() if f.spec):
+            if schema is not None:  # every flow's parameters are checked before any flow runs
+                project.typed_parameters(name, schema, scoped[name])
     except (FlowImportError, LatentConfigError) as exc:
         err.print(f"[red]error:[/red] {exc}")
         raise typer.Exit(2) from None
