@@ -301,9 +301,10 @@ class Project:
 
         ``schemas`` are the flows of one command (name -> its ``config_schema`` or None), in
         order. ``flow.key=v`` targets that flow (also a flow not in the command, whose schema is
-        not known here, so that a cross-flow ``params.get("flow.key")`` sees it); a plain ``key=v`` goes to every flow of
-        the command where the key exists (a schema field, or a parameter of a flow without a
-        schema). An override no flow accepts raises ParameterOverrideError naming the nearest key.
+        not known here, so that a cross-flow ``params.get("flow.key")`` sees it); a plain
+        ``key=v`` goes to every flow of the command where the key exists (a schema field, or a
+        parameter of a flow without a schema). An override no flow accepts raises
+        ParameterOverrideError naming the nearest key.
         """
         scoped: dict[str, dict[str, Any]] = {flow: {} for flow in schemas}
         for key, value in parse_overrides(overrides):
