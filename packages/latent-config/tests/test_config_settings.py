@@ -141,3 +141,13 @@ def test_invalid_environment_variables_are_named(
     monkeypatch.setenv(name, value)
     with pytest.raises(ConfigFileError, match=name):
         Project(tmp_path)
+
+
+def test_observe_secret_patterns_are_read_and_checked(make_project: Callable[..., Path]) -> None:
+    root = make_project({"config/latent.toml": '[observe]\nsecret_patterns = ["ACME-\\\\w+"]\n'})
+    assert Project(root).settings.observe.secret_patterns == ["ACME-\\w+"]
+    assert Settings.load(root / "missing.toml").observe.secret_patterns == []
+    bad = make_project({"config/latent.toml": '[observe]\nsecret_patterns = ["(open"]\n'})
+    with pytest.raises(ConfigFileError) as info:
+        Project(bad).settings  # noqa: B018
+    assert "observe.secret_patterns" in str(info.value) and "'(open'" in str(info.value)

@@ -22,6 +22,7 @@ from latent.config.errors import ConfigFileError
 __all__ = [
     "CacheSettings",
     "MlflowSettings",
+    "ObserveSettings",
     "PathsSettings",
     "PrefectSettings",
     "Settings",
@@ -96,6 +97,26 @@ class MlflowSettings(_Section):
     experiment_prefix: str = ""
 
 
+class ObserveSettings(_Section):
+    """``[observe]``: what Latent hides from logs, spans, MLflow and recorded errors.
+
+    ``secret_patterns`` are regular expressions added to the built-in credential shapes
+    (``sk-…``, ``Bearer …``, ``ghp_…``, ``AKIA…``, ``password=…``); a match is shown as ``***``.
+    """
+
+    secret_patterns: list[str] = Field(default_factory=list)
+
+    @field_validator("secret_patterns")
+    @classmethod
+    def _compiles(cls, value: list[str]) -> list[str]:
+        for pattern in value:
+            try:
+                re.compile(pattern)
+            except re.error as exc:
+                raise ValueError(f"{pattern!r} is not a regular expression ({exc})") from exc
+        return value
+
+
 class TaskRunnerSettings(_Section):
     """``[prefect.task_runner]``: where tasks run when a flow does not choose a runner itself.
 
@@ -126,6 +147,7 @@ class Settings(_Section):
     cache: CacheSettings = Field(default_factory=CacheSettings)
     mlflow: MlflowSettings = Field(default_factory=MlflowSettings)
     prefect: PrefectSettings = Field(default_factory=PrefectSettings)
+    observe: ObserveSettings = Field(default_factory=ObserveSettings)
 
     @property
     def is_dev(self) -> bool:

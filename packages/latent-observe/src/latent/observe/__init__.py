@@ -13,6 +13,7 @@ from latent.observe._logging import (
     logger,
     set_logger_provider,
 )
+from latent.observe._redact import configure_redaction, redact_text
 from latent.observe._remote import TraceLink, continue_trace, trace_link
 from latent.observe._settings import configure_tracking, tracking_warnings
 from latent.observe._spans import SPAN_TYPES, SpanHandle, span, validate_span_type
@@ -30,6 +31,7 @@ __all__ = [
     "TaskExecutionError",
     "TraceLink",
     "bind_names",
+    "configure_redaction",
     "configure_tracking",
     "continue_trace",
     "current_names",
@@ -38,6 +40,7 @@ __all__ = [
     "logger",
     "record_task",
     "redact",
+    "redact_text",
     "set_logger_provider",
     "span",
     "summarize",

@@ -12,6 +12,8 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from typing import Any
 
+from latent.observe._redact import install_log_redaction
+
 LoggerLike = logging.Logger | logging.LoggerAdapter  # type: ignore[type-arg]
 LoggerProvider = Callable[[], LoggerLike | None]
 
@@ -47,9 +49,13 @@ def set_logger_provider(provider: LoggerProvider | None) -> None:
 
     The provider returns None when it has no logger for the current context; records then go to
     ``latent.flow.<flow>[.<task>]``. A provider that raises is treated as returning None.
+    Installing one also turns on log redaction (`install_log_redaction`): from then on Latent
+    forwards records to another system's handlers, which must never see a credential.
     """
     global _provider
     _provider = provider
+    if provider is not None:
+        install_log_redaction()
 
 
 class _NamesAdapter(logging.LoggerAdapter):  # type: ignore[type-arg]

@@ -20,6 +20,8 @@ from pathlib import Path
 from typing import Any, ClassVar
 from urllib.parse import unquote, urlparse
 
+from latent.observe._redact import redacted_exception
+
 # MLflow's own limits (mlflow.utils.validation); log_batch rejects more per call.
 MAX_PARAM_VALUE_LEN = 6000
 MAX_PARAM_KEY_LEN = 250
@@ -224,7 +226,7 @@ class Backend:
     @staticmethod
     def end_span(span: Any, *, outputs: Any, error: BaseException | None) -> None:
         if error is not None and isinstance(error, Exception):
-            span.record_exception(error)
+            span.record_exception(redacted_exception(error))
         span.end(outputs=outputs)
 
     def flush_traces(self) -> None:

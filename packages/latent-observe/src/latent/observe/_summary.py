@@ -1,8 +1,10 @@
 """Bounded, JSON-able summaries of task inputs and outputs, with secrets redacted.
 
 Spans, params and `TaskExecutionError` all record user values; a 2 GB DataFrame or an API key
-must never reach the tracking store or an error message. Everything here is pure Python: pandas
-and numpy objects are recognised by duck typing, so neither is imported.
+must never reach the tracking store or an error message. Keys named like secrets hide their
+values (and those values are remembered, so they are hidden wherever they appear later); text
+is also redacted by value (`_redact`: ``sk-…``, ``Bearer …``, ``password=…``). Everything here
+is pure Python: pandas and numpy objects are recognised by duck typing, so neither is imported.
 """
 
 from __future__ import annotations
@@ -11,6 +13,8 @@ import dataclasses
 import re
 from collections.abc import Mapping
 from typing import Any
+
+from latent.observe._redact import redact_text, remember_secret
 
 #: Keys whose values are secrets. `token(?!s)` keeps counts such as `max_tokens` visible: they are
 #: the most common LLM parameter and hold no secret, while `token`, `access_token` still match.
@@ -32,13 +36,19 @@ def redact(mapping: Mapping[str, Any]) -> dict[str, Any]:
 
     Unlike `summarize` nothing is truncated: this is for params, whose size MLflow bounds itself.
     """
-    return {
-        key: REDACTED if is_secret_key(key) else _redact_value(value)
-        for key, value in mapping.items()
-    }
+    out = {}
+    for key, value in mapping.items():
+        if is_secret_key(key):
+            remember_secret(value)
+            out[key] = REDACTED
+        else:
+            out[key] = _redact_value(value)
+    return out
 
 
 def _redact_value(value: Any) -> Any:
+    if isinstance(value, str):
+        return redact_text(value)
     if isinstance(value, Mapping):
         return redact(value)
     if isinstance(value, list | tuple):
@@ -61,11 +71,11 @@ def _summarize(value: Any, max_len: int, depth: int) -> Any:
     if value is None or isinstance(value, bool | int | float):
         return value
     if isinstance(value, str):
-        return _truncate(value, max_len)
+        return _clip(value, max_len)
     if isinstance(value, bytes | bytearray):
         return f"<{type(value).__name__} len={len(value)}>"
     if depth >= _MAX_DEPTH:
-        return _truncate(repr(value), max_len)
+        return _clip(_safe_repr(value), max_len)
     kind = _pandas_kind(value)
     if kind == "DataFrame":
         return _summarize_frame(value, max_len, depth)
@@ -82,20 +92,23 @@ def _summarize(value: Any, max_len: int, depth: int) -> Any:
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
         fields = {f.name: getattr(value, f.name) for f in dataclasses.fields(value)}
         return _summarize_object(value, lambda: fields, max_len, depth)
-    return _truncate(_safe_repr(value), max_len)
+    return _clip(_safe_repr(value), max_len)
 
 
-def _truncate(text: str, max_len: int) -> str:
+def _clip(text: str, max_len: int) -> str:
+    """Redacted and truncated; only the kept head is scanned (a 100 MB string costs nothing)."""
     if len(text) <= max_len:
-        return text
-    return f"{text[:max_len]}… (+{len(text) - max_len} chars)"
+        return redact_text(text)
+    head = redact_text(text[: max_len + 200])  # the margin: a secret cut at max_len still matches
+    return f"{head[:max_len]}… (+{len(text) - max_len} chars)"
 
 
 def _safe_repr(value: Any) -> str:
     try:
-        return repr(value)
+        text = repr(value)
     except Exception:  # a broken __repr__ must not break error reporting
         return f"<{type(value).__name__} (repr failed)>"
+    return text
 
 
 def _summarize_mapping(value: Mapping[Any, Any], max_len: int, depth: int) -> dict[str, Any]:
@@ -104,8 +117,12 @@ def _summarize_mapping(value: Mapping[Any, Any], max_len: int, depth: int) -> di
         if index == _MAX_ITEMS:
             out["…"] = f"+{len(value) - _MAX_ITEMS} more keys"
             break
-        name = key if isinstance(key, str) else _truncate(_safe_repr(key), 100)
-        out[name] = REDACTED if is_secret_key(name) else _summarize(item, max_len, depth + 1)
+        name = key if isinstance(key, str) else _clip(_safe_repr(key), 100)
+        if is_secret_key(name):
+            remember_secret(item)
+            out[name] = REDACTED
+        else:
+            out[name] = _summarize(item, max_len, depth + 1)
     return out
 
 
@@ -120,7 +137,7 @@ def _summarize_object(value: Any, fields: Any, max_len: int, depth: int) -> Any:
     try:
         data = fields()
     except Exception:
-        return _truncate(_safe_repr(value), max_len)
+        return _clip(_safe_repr(value), max_len)
     summary = _summarize_mapping(data, max_len, depth)
     return {"type": type(value).__name__, **summary}
 

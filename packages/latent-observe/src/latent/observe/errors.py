@@ -6,7 +6,8 @@ import pickle
 from collections.abc import Mapping
 from typing import Any
 
-from latent.observe._summary import summarize
+from latent.observe._redact import contains_secret, redact_text
+from latent.observe._summary import redact, summarize
 
 
 class TaskExecutionError(Exception):
@@ -15,6 +16,11 @@ class TaskExecutionError(Exception):
     Raised by latent-prefect (``raise TaskExecutionError(...) from original``) so the traceback
     shows both. `inputs` and `attributes` are bounded summaries (see `summarize`), which keeps
     the error small and picklable: Prefect and Dask move exceptions across processes.
+
+    Its message is recorded (Prefect's state, logs, MLflow), so credentials in the original's
+    text are redacted there (``Bearer ***``); `original` and ``__cause__`` stay untouched for the
+    code that catches it. A pickled copy (a result file, another process) carries a redacted
+    stand-in of the original instead, so no secret is written to disk.
     """
 
     task_name: str
@@ -35,7 +41,7 @@ class TaskExecutionError(Exception):
         self.task_name = task_name
         self.original = original
         self.inputs = _summarize_mapping(inputs)
-        self.context = dict(context or {})
+        self.context = redact(dict(context or {}))
         self.attributes = _summarize_mapping(attributes)
         super().__init__(self._message())
 
@@ -44,12 +50,12 @@ class TaskExecutionError(Exception):
             kind = self.original.type_name
         else:
             kind = type(self.original).__name__
-        detail = str(self.original)
+        detail = redact_text(str(self.original))
         original = f"{kind}: {detail}" if detail else kind
         return (
             f"Task '{self.task_name}' failed.\n"
             f"Original error: {original}\n"
-            f"Context: {self.context!r}"
+            f"Context: {redact_text(repr(self.context))}"
         )
 
     def __str__(self) -> str:
@@ -57,7 +63,7 @@ class TaskExecutionError(Exception):
 
     def __reduce__(self) -> tuple[Any, ...]:
         kwargs = {"inputs": self.inputs, "context": self.context, "attributes": self.attributes}
-        return (_rebuild, (self.task_name, _picklable(self.original), kwargs))
+        return (_rebuild, (self.task_name, _recordable(self.original), kwargs))
 
 
 def _rebuild(task_name: str, original: BaseException, kwargs: dict[str, Any]) -> TaskExecutionError:
@@ -73,7 +79,7 @@ def _rebuild(task_name: str, original: BaseException, kwargs: dict[str, Any]) ->
 
 
 class _UnpicklableOriginal(Exception):
-    """Stands in for an original exception that cannot be pickled, keeping type and message."""
+    """Stands in for an original that cannot be pickled or would carry a secret: type + message."""
 
     def __init__(self, type_name: str, message: str) -> None:
         super().__init__(message)
@@ -83,11 +89,15 @@ class _UnpicklableOriginal(Exception):
         return (type(self), (self.type_name, str(self)))
 
 
-def _picklable(original: BaseException) -> BaseException:
+def _recordable(original: BaseException) -> BaseException:
+    """The original if it pickles and its pickle holds no secret, else a stand-in with its text."""
     try:
-        pickle.dumps(original)
+        data = pickle.dumps(original)
     except Exception:
-        return _UnpicklableOriginal(type(original).__name__, str(original))
+        return _UnpicklableOriginal(type(original).__name__, redact_text(str(original)))
+    # Attributes count too (an HTTP error's request headers): look at everything pickled.
+    if contains_secret(data.decode("latin-1")):
+        return _UnpicklableOriginal(type(original).__name__, redact_text(str(original)))
     return original
 
 
