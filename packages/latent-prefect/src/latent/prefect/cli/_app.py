@@ -12,12 +12,13 @@ import sys
 from collections.abc import Callable
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
 
-from latent.config import LatentConfigError, Project, find_project_root
+if TYPE_CHECKING:
+    from latent.config import Project
 
 #: Exit codes of every `latent` command (shown by `latent --help` and in the docs).
 EXIT_OK = 0
@@ -95,6 +96,8 @@ def _main(
 
 def project_or_exit() -> Project:
     """The project the command runs in, or exit 2 saying where we looked and how to fix it."""
+    from latent.config import LatentConfigError, Project, find_project_root
+
     cwd = Path.cwd()
     if not os.environ.get("LATENT_PROJECT_ROOT") and find_project_root(cwd) is None:
         searched = [cwd, *cwd.parents]

@@ -7,13 +7,14 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from latent.config import LatentConfigError
 from latent.prefect.cli._app import app, console, err, new_app, project_or_exit
 
 
 @app.command("flows")
 def list_flows() -> None:
     """List the project's flows and their parameters."""
+    from latent.config import LatentConfigError
+
     project = project_or_exit()
     table = Table(title=f"Flows in {project.root}")
     table.add_column("flow")

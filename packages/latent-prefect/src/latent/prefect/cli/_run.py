@@ -12,11 +12,11 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 from rich.table import Table
 
-from latent.config import LatentConfigError, Project
 from latent.prefect.cli._app import ENV_HELP, app, console, err, project_or_exit, set_environment
 from latent.prefect.errors import FlowImportError
 
 if TYPE_CHECKING:
+    from latent.config import Project
     from latent.prefect._flow import LatentFlow
 
 
@@ -62,6 +62,7 @@ def run(
     ] = None,
 ) -> None:
     """Run one or more flows and print what each task did."""
+    from latent.config import LatentConfigError
     from latent.prefect._progress import progress_enabled
     from latent.prefect._summary import collect_summary
 
