@@ -1,4 +1,11 @@
-"""`TaskRegistry`: the process-wide record of flows, their tasks and their datasets."""
+"""`TaskRegistry`: the process-wide record of flows, their tasks and their datasets.
+
+A run replaces its flow's part (`start_flow`), so a removed task or dataset disappears from the
+picture at the next run; `save_flows` writes just those parts into the project's saved registry.
+Drawing in a process that registered nothing reads the saved registry, found through the
+``latent.registry`` entry point ``saved_registry`` (latent-prefect provides it: latent-observe
+does not know where a project keeps its files).
+"""
 
 from __future__ import annotations
 
@@ -7,7 +14,8 @@ import os
 import sys
 import threading
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
+from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any, ClassVar, TextIO
 
@@ -29,7 +37,8 @@ class TaskRegistry:
 
     Class-level and thread-safe: every flow and task in the process registers here (latent-prefect
     does it on each call; registering again is a no-op that only adds new datasets). Snapshot with
-    `to_dict()` / `save()` so a later process can `load()` and draw the pipeline.
+    `to_dict()` / `save()` so a later process can `load()` and draw the pipeline. Besides
+    datasets, a flow records data edges: one task's output passed to another as an argument.
     """
 
     _flows: ClassVar[dict[str, dict[str, Any]]] = {}
@@ -53,6 +62,49 @@ class TaskRegistry:
                 entry["parent"] = parent
 
     @classmethod
+    def start_flow(
+        cls,
+        flow: str,
+        *,
+        inputs: Sequence[str] = (),
+        outputs: Sequence[str] = (),
+        parent: str | None = None,
+    ) -> None:
+        """Record that `flow` starts a run: its part of the registry is rebuilt from now on.
+
+        Tasks, datasets and edges of earlier runs are dropped, and so are the subflows it ran, so
+        what the picture shows is what the latest run did. (A subflow called twice in one run
+        registers the same tasks again.)
+        """
+        with cls._lock:
+            dropped = [flow]
+            for name in dropped:  # the flow, then the subflows it ran last time, and theirs
+                dropped.extend(
+                    child
+                    for child, entry in cls._flows.items()
+                    if entry.get("parent") == name and child not in dropped
+                )
+            for name in dropped:
+                cls._flows.pop(name, None)
+            cls.register_flow(flow, inputs=inputs, outputs=outputs, parent=parent)
+
+    @classmethod
+    def register_edge(cls, flow: str, from_task: str, to_task: str) -> None:
+        """Record that `to_task` received `from_task`'s output as an argument (idempotent).
+
+        Both tasks are of `flow`; a task not registered yet is added (in call order). Drawn as a
+        dashed arrow, unless the two tasks are already joined through a dataset.
+        """
+        if from_task == to_task:
+            return
+        with cls._lock:
+            entry = cls._flow(flow)
+            for task in (from_task, to_task):
+                cls.register_task(flow, task)
+            if [from_task, to_task] not in entry["edges"]:
+                entry["edges"].append([from_task, to_task])
+
+    @classmethod
     def register_task(
         cls, flow: str, task: str, *, inputs: Sequence[str] = (), outputs: Sequence[str] = ()
     ) -> None:
@@ -70,7 +122,13 @@ class TaskRegistry:
     def _flow(cls, flow: str) -> dict[str, Any]:
         entry = cls._flows.get(flow)
         if entry is None:
-            entry = cls._flows[flow] = {"inputs": [], "outputs": [], "parent": None, "tasks": []}
+            entry = cls._flows[flow] = {
+                "inputs": [],
+                "outputs": [],
+                "parent": None,
+                "tasks": [],
+                "edges": [],
+            }
         return entry
 
     # -- drawings --------------------------------------------------------------------------------
@@ -78,7 +136,7 @@ class TaskRegistry:
     @classmethod
     def render_ascii(cls, *, emoji: bool = True) -> str:
         """The spec's "Canopy Pipeline Topology" tree; `emoji=False` for plain terminals."""
-        return render_ascii(cls.to_dict(), emoji=emoji)
+        return render_ascii(cls._drawn(), emoji=emoji)
 
     @classmethod
     def print_ascii(cls, *, emoji: bool = True, file: TextIO | None = None) -> None:
@@ -88,19 +146,30 @@ class TaskRegistry:
     @classmethod
     def to_mermaid(cls) -> str:
         """The whole project as a Mermaid flowchart, with cross-flow dataset edges."""
-        return render_mermaid(cls.to_dict())
+        return render_mermaid(cls._drawn())
 
     @classmethod
     def to_dot(cls) -> str:
         """The whole project as Graphviz DOT, with cross-flow dataset edges."""
-        return render_dot(cls.to_dict())
+        return render_dot(cls._drawn())
+
+    @classmethod
+    def _drawn(cls) -> dict[str, Any]:
+        """What the drawings show: this process's registry, else the project's saved one."""
+        snapshot = cls.to_dict()
+        if snapshot["flows"]:
+            return snapshot
+        path = saved_registry_file()
+        if path is None or not path.is_file():
+            return snapshot
+        return {"version": FORMAT_VERSION, "flows": _read_flows(path)}
 
     # -- snapshots -------------------------------------------------------------------------------
 
     @classmethod
     def to_dict(cls) -> dict[str, Any]:
         """A JSON-able deep copy: ``{"version": 1, "flows": {name: {inputs, outputs, parent,
-        tasks: [{name, inputs, outputs}]}}}``."""
+        tasks: [{name, inputs, outputs}], edges: [[from_task, to_task]]}}}``."""
         with cls._lock:
             return {"version": FORMAT_VERSION, "flows": json.loads(json.dumps(cls._flows))}
 
@@ -135,36 +204,41 @@ class TaskRegistry:
                     inputs=task.get("inputs", ()),
                     outputs=task.get("outputs", ()),
                 )
+            for edge in flow.get("edges", ()):
+                if isinstance(edge, list) and len(edge) == 2:
+                    cls.register_edge(name, str(edge[0]), str(edge[1]))
 
     @classmethod
     def save(cls, path: str | os.PathLike[str]) -> None:
         """Write `to_dict()` as JSON atomically (temp file + rename: no reader sees half a file)."""
+        _write_json(Path(path), cls.to_dict())
+
+    @classmethod
+    def save_flows(cls, path: str | os.PathLike[str], flows: Iterable[str]) -> None:
+        """Replace `flows`' parts of the saved registry at `path` with this process's; keep others.
+
+        Each run saves the flows it ran, so the file is the latest run of every flow. A missing
+        or unreadable file starts afresh. Afterwards this process holds the whole saved registry.
+        """
         target = Path(path)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        text = json.dumps(cls.to_dict(), indent=2, ensure_ascii=False)
-        # Not mkstemp: its files are 0600 whatever the umask. O_EXCL on a random name is as safe,
-        # and the file gets the permissions a plain write would give.
-        temp = target.parent / f".{target.name}.{uuid.uuid4().hex}.tmp"
-        fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
         try:
-            with os.fdopen(fd, "w", encoding="utf-8") as handle:
-                handle.write(text)
-            os.replace(temp, target)
-        except BaseException:
-            Path(temp).unlink(missing_ok=True)
-            raise
+            saved = _read_flows(target) if target.is_file() else {}
+        except RegistryFileError:
+            saved = {}
+        with cls._lock:
+            mine = cls.to_dict()["flows"]
+            for name in flows:
+                if name in mine:
+                    saved.pop(name, None)  # a re-run flow moves to the end: latest last
+                    saved[name] = mine[name]
+            cls._flows.clear()
+            cls._merge(saved)
+            _write_json(target, cls.to_dict())
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> None:
         """Replace the registry's contents with a file written by `save()`."""
-        source = Path(path)
-        try:
-            data = json.loads(source.read_text(encoding="utf-8"))
-        except json.JSONDecodeError as exc:
-            raise RegistryFileError(
-                f"Registry file {source} is not valid JSON ({exc}); delete it or re-save it"
-            ) from exc
-        flows = _validated_flows(data, source=str(source))
+        flows = _read_flows(Path(path))
         with cls._lock:
             cls._flows.clear()
             cls._merge(flows)
@@ -174,6 +248,49 @@ class TaskRegistry:
         """Forget every flow and task (tests, or before loading another project's registry)."""
         with cls._lock:
             cls._flows.clear()
+
+
+def _write_json(target: Path, data: dict[str, Any]) -> None:
+    target.parent.mkdir(parents=True, exist_ok=True)
+    text = json.dumps(data, indent=2, ensure_ascii=False)
+    # Not mkstemp: its files are 0600 whatever the umask. O_EXCL on a random name is as safe,
+    # and the file gets the permissions a plain write would give.
+    temp = target.parent / f".{target.name}.{uuid.uuid4().hex}.tmp"
+    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+        os.replace(temp, target)
+    except BaseException:
+        Path(temp).unlink(missing_ok=True)
+        raise
+
+
+def _read_flows(source: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(source.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise RegistryFileError(
+            f"Registry file {source} is not valid JSON ({exc}); delete it or re-save it"
+        ) from exc
+    return _validated_flows(data, source=str(source))
+
+
+def saved_registry_file() -> Path | None:
+    """The current project's saved registry, from the ``latent.registry`` entry point.
+
+    Its ``saved_registry`` callable returns a path or None; without one (latent-observe alone)
+    there is no saved registry to draw.
+    """
+    for point in entry_points(group="latent.registry", name="saved_registry"):
+        try:
+            locate: Callable[[], str | os.PathLike[str] | None] = point.load()
+            found = locate()
+        except Exception:  # drawing a picture must never fail for want of a saved one
+            continue
+        if found is not None:
+            return Path(found)
+    return None
 
 
 def _validated_flows(data: Any, *, source: str) -> dict[str, Any]:

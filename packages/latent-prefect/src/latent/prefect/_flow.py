@@ -11,7 +11,6 @@ from __future__ import annotations
 import difflib
 import functools
 import inspect
-import json
 import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -21,7 +20,7 @@ from pydantic import BaseModel
 
 from latent.config import Project, RunConfig, bind_run, current_run, track_param_reads
 from latent.observe import bind_names, flow_run, logger
-from latent.prefect import _runtime, _shipped
+from latent.prefect import _lineage, _registry_file, _runtime, _shipped
 from latent.prefect._runtime import optional_parameter, resolved_signature
 from latent.prefect.errors import FlowDefinitionError, FlowOutputError
 from latent.registry import TaskRegistry
@@ -112,7 +111,7 @@ def _run_flow_body(spec: FlowSpec, args: tuple[Any, ...], kwargs: dict[str, Any]
     outer = current_run()
     project = outer.project if outer else _runtime.project_for(spec.fn)
     run = _make_run(spec, project, nested=outer is not None)
-    TaskRegistry.register_flow(
+    TaskRegistry.start_flow(
         spec.name,
         inputs=list(spec.input),
         outputs=list(spec.output),
@@ -123,6 +122,7 @@ def _run_flow_body(spec: FlowSpec, args: tuple[Any, ...], kwargs: dict[str, Any]
         bind_names(flow=spec.name, task=None),
         flow_run(spec.name, run.parameters),
         track_param_reads() as reads,
+        _lineage.tracking(),
     ):
         bound = inspect.signature(spec.fn).bind_partial(*args, **kwargs)
         _load_inputs(spec, run, bound)
@@ -130,7 +130,7 @@ def _run_flow_body(spec: FlowSpec, args: tuple[Any, ...], kwargs: dict[str, Any]
         _save_outputs(spec, run, result)
         _warn_unread(spec, run, reads)
     if outer is None:
-        _save_registry(project)
+        _save_registry(project, spec.name)
     return result
 
 
@@ -194,6 +194,7 @@ def _load_inputs(spec: FlowSpec, run: RunConfig, bound: inspect.BoundArguments) 
         if bound.arguments.get(param) is None:
             logger.info(f"Loading input '{dataset}'")
             bound.arguments[param] = run.catalog.get(dataset).load()
+        _lineage.note_dataset(bound.arguments.get(param), dataset)
 
 
 def _save_outputs(spec: FlowSpec, run: RunConfig, result: Any) -> None:
@@ -201,6 +202,7 @@ def _save_outputs(spec: FlowSpec, run: RunConfig, result: Any) -> None:
         catalog = run.catalog
         dataset = catalog.get(name) if catalog.has(name) else catalog.default_for(name, value)
         dataset.save(value)
+        _lineage.record_output(run.flow, name, value)
         logger.info(f"Saved output '{name}'")
 
 
@@ -225,17 +227,12 @@ def _split_outputs(spec: FlowSpec, result: Any) -> dict[str, Any]:
     )
 
 
-def _save_registry(project: Project) -> None:
-    """Merge this process's registry into `.latent/registry.json` so `latent registry` sees it."""
-    path = project.latent_dir / "registry.json"
+def _save_registry(project: Project, flow: str) -> None:
+    """Write this run's part of the pipeline into `.latent/registry.json` (`latent registry`)."""
     try:
-        current = TaskRegistry.to_dict()
-        if path.exists():
-            TaskRegistry.load(path)
-            TaskRegistry.merge_dict(current)
-        TaskRegistry.save(path)
-    except (OSError, ValueError, json.JSONDecodeError) as exc:
-        logger.warning(f"Could not save the pipeline registry to {path}: {exc}")
+        _registry_file.save_run(project, flow)
+    except (OSError, ValueError) as exc:  # RegistryFileError is a ValueError
+        logger.warning(f"Could not save the pipeline registry of {project.root}: {exc}")
 
 
 class LatentFlow(Flow[P, R], Generic[P, R]):

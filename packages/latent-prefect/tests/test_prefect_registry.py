@@ -1,0 +1,163 @@
+"""The registry is the pipeline (issue 14), through `latent run` / `latent registry` and flows
+called from Python: each run replaces its flow's part, cross-flow datasets join the flows, and a
+new process draws the project's saved registry.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from project_dir import ProjectDir, child_env
+from typer.testing import CliRunner
+
+from latent.prefect.cli import app
+from latent.registry import TaskRegistry
+
+runner = CliRunner()
+
+PREPARE = """
+from latent.prefect import flow, task
+
+
+@task("split", output="train_set")
+def split() -> dict:
+    return {"rows": [1, 2, 3]}
+
+
+@task("audit")
+def audit(data: dict) -> int:
+    return len(data["rows"])
+
+
+@flow("prepare")
+def prepare():
+    audit(split())
+"""
+
+TRAIN = """
+from latent.prefect import flow, task
+
+
+@task("fit", output="model")
+def fit(data: dict) -> dict:
+    return {"size": len(data["rows"])}
+
+
+@flow("train", input=["prepare.train_set"], output=["report"])
+def train(data):
+    return {"model": fit(data)}
+"""
+
+
+def _project(project: ProjectDir) -> None:
+    def json_ds(path: str) -> dict[str, str]:
+        return {"type": "json", "filepath": path}
+
+    project.flow("prepare", PREPARE, catalog={"train_set": json_ds("data/prepare/train_set.json")})
+    project.flow(
+        "train",
+        TRAIN,
+        catalog={
+            "model": json_ds("data/train/model.json"),
+            "report": json_ds("data/train/report.json"),
+        },
+    )
+
+
+def mermaid_edges(text: str) -> set[tuple[str, str, str]]:
+    """(from label, arrow, to label) of every Mermaid edge: the node ids are not the point."""
+    labels = dict(re.findall(r'^\s*(?:subgraph )?(\w+)\[\(?"([^"]*)"\)?\]$', text, re.M))
+    return {
+        (labels[a], arrow, labels[b])
+        for a, arrow, b in re.findall(r"^\s*(\w+) (-->|-\.->) (\w+)$", text, re.M)
+    }
+
+
+def _registry(*args: str) -> str:
+    result = runner.invoke(app, ["registry", *args])
+    assert result.exit_code == 0, result.output
+    return result.output
+
+
+def test_latent_registry_joins_flows_through_cross_flow_datasets(project: ProjectDir) -> None:
+    _project(project)
+    result = runner.invoke(app, ["run", "prepare", "train"])
+    assert result.exit_code == 0, result.output
+
+    edges = mermaid_edges(_registry("--format", "mermaid"))
+    # prepare's split writes prepare.train_set; the train flow reads it as its input.
+    assert ("split", "-->", "train_set") in edges
+    assert ("train_set", "-->", "train") in edges or ("train_set", "-->", "fit") in edges
+    # The flow output `report`, made in the flow's body, is joined to the flow's box.
+    assert ("train", "-->", "train.report") in edges
+    assert "digraph" in _registry("--format", "dot")
+
+
+def test_a_rerun_replaces_the_flows_part_of_the_saved_registry(project: ProjectDir) -> None:
+    _project(project)
+    assert runner.invoke(app, ["run", "prepare", "train"]).exit_code == 0
+    assert "audit" in _registry()
+
+    project.write("flows/prepare/flow.py", PREPARE.replace("    audit(split())", "    split()"))
+    result = runner.invoke(app, ["run", "prepare"])
+    assert result.exit_code == 0, result.output
+
+    tree = _registry("--no-emoji")
+    assert "audit" not in tree  # removed from the flow: gone from the picture
+    assert "Flow: train" in tree and "├── fit" in tree  # train did not run: its part is kept
+
+
+def test_print_ascii_in_a_new_process_reads_the_saved_registry(project: ProjectDir) -> None:
+    _project(project)
+    project.load("prepare")()
+    in_process = TaskRegistry.render_ascii()
+    assert "split" in in_process
+
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "from latent.registry import TaskRegistry\nTaskRegistry.print_ascii()",
+        ],
+        cwd=project.root,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=child_env(),
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == in_process
+    assert "out: train_set" in proc.stdout
+
+
+@pytest.mark.slow
+def test_the_example_pipeline_picture_joins_both_flows_by_answer_scored(
+    tmp_path: Path, prefect_server: None
+) -> None:
+    example = Path(__file__).resolve().parents[3] / "examples" / "qa-eval"
+    root = tmp_path / "qa-eval"
+    shutil.copytree(example, root, ignore=shutil.ignore_patterns("__pycache__", ".latent"))
+    for generated in ("data/answer", "data/metrics"):
+        shutil.rmtree(root / generated, ignore_errors=True)
+    latent = str(Path(sys.executable).parent / "latent")
+    env = {**child_env(), "LATENT_MLFLOW_ENABLED": "0"}
+
+    def run(*args: str) -> str:
+        proc = subprocess.run(
+            [latent, *args], cwd=root, capture_output=True, text=True, timeout=600, env=env
+        )
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        return proc.stdout
+
+    run("run", "answer", "metrics")
+    edges = mermaid_edges(run("registry", "--format", "mermaid"))
+    assert ("score_answers", "-->", "scored") in edges
+    assert ("scored", "-->", "metrics") in edges or {
+        ("scored", "-->", "accuracy_by_group"),
+        ("scored", "-->", "overall"),
+    } <= edges
