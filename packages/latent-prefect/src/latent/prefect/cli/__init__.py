@@ -6,6 +6,7 @@ One module per group of commands; `_app` holds the Typer application they regist
 from __future__ import annotations
 
 import os
+import sys
 
 from latent.prefect.cli import _cache, _init, _project, _run  # noqa: F401  (register commands)
 from latent.prefect.cli._app import app
@@ -18,4 +19,6 @@ def main() -> None:
     """Entry point of the `latent` console script."""
     # Prefect's embedded server would try to phone home and log an error on a closed network.
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
-    app()
+    # `latent` alone prints the help as `--help` does, at its speed: going through the app's
+    # callback instead would load Typer's Pydantic-based argument adapters first.
+    app(args=sys.argv[1:] or ["--help"])
