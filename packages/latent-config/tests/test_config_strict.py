@@ -161,3 +161,20 @@ def test_an_override_no_flow_accepts_is_an_error_with_the_nearest_key(project: P
         project.scope_overrides(["train.sed=1"], {"train": TrainConfig})
     with pytest.raises(ParameterOverrideError, match="did you mean 'threshold'"):
         project.scope_overrides(["threshhold=1"], {"evaluate": None})
+
+
+def test_describe_parameters_lists_fields_types_defaults_and_file_values(
+    project: Project,
+) -> None:
+    (project.root / "flows/train/parameters.yaml").write_text("forest: {n_estimators: 5}\n")
+    assert project.describe_parameters("train", TrainConfig) == [
+        ("seed", "int", "0", "7"),
+        ("forest.n_estimators", "int", "100", "5"),
+        ("forest.max_depth", "int | None", "None", ""),
+        ("logreg", "dict[str, float]", "{'C': 1.0}", ""),
+    ]
+    assert project.describe_parameters("evaluate") == [
+        ("seed", "int", "", "7"),
+        ("shared_only", "int", "", "1"),
+        ("threshold", "float", "", "0.5"),
+    ]

@@ -192,3 +192,16 @@ def test_mlflow_records_the_validated_defaulted_values_the_run_used(project: Pro
     (run,) = client.search_runs([experiment.experiment_id])
     assert run.data.params == {"forest.n_estimators": "50", "logreg.C": "1.0"}
     assert _json(project, "data/train/model.json") == {"trees": 50, "C": 1.0}
+
+
+def test_latent_flows_shows_schema_types_defaults_and_file_values(project: ProjectDir) -> None:
+    _pipeline(project)
+    out = project.latent("flows").stdout
+    rows = {
+        tuple(cell.strip() for cell in line.split("│")[2:6])
+        for line in out.splitlines()
+        if line.count("│") >= 5
+    }
+    assert ("forest.n_estimators", "int", "100", "300") in rows  # typed: from TrainConfig
+    assert ("logreg", "dict[str, float]", "{'C': 1.0}", "") in rows  # default left in place
+    assert ("threshold", "float", "", "0.5") in rows  # evaluate has no schema: file values

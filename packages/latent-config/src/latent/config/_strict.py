@@ -9,6 +9,7 @@ opts out by saying so in its config: ``extra="allow"`` keeps unknown keys, an ex
 
 from __future__ import annotations
 
+import re
 import types
 import typing
 from collections.abc import Iterator, Mapping, Sequence
@@ -150,3 +151,29 @@ def key_line(path: Path, keys: KeyPath) -> int | None:
         else:
             return line
     return line
+
+
+def describe(model: type[BaseModel], prefix: KeyPath = ()) -> Iterator[tuple[str, str, str]]:
+    """``(dotted key, type, default)`` of every field, nested models flattened (for listings).
+
+    The default reads ``required`` for a field without one.
+    """
+    for name, info in model.model_fields.items():
+        path = (*prefix, name)
+        inner = _models_in(info.annotation)
+        if inner is not None and len(inner) == 1 and info.annotation is inner[0]:
+            yield from describe(inner[0], path)
+            continue
+        default = (
+            "required"
+            if info.is_required()
+            else repr(info.get_default(call_default_factory=True, validated_data={}))
+        )
+        yield ".".join(path), _type_name(info.annotation), default
+
+
+def _type_name(annotation: Any) -> str:
+    if isinstance(annotation, type) and not typing.get_args(annotation):
+        return annotation.__name__
+    # `typing.Literal['a']`, `mymodule.Forest | None` -> `Literal['a']`, `Forest | None`
+    return re.sub(r"\b(?:[A-Za-z_]\w*\.)+(?=[A-Za-z_])", "", str(annotation))

@@ -372,6 +372,34 @@ class Project:
             return ""
         return f" In flow {flow!r}: did you mean {' or '.join(map(repr, matches))}?"
 
+    def describe_parameters(
+        self, flow: str, schema: type[BaseModel] | None = None
+    ) -> list[tuple[str, str, str, str]]:
+        """``(key, type, default, value)`` per parameter, for listings such as `latent flows`.
+
+        With a schema: every field (nested models flattened to ``a.b``), its type and default,
+        and the value the flow's files give it (``""`` when they leave the default). Without
+        one: the merged file values, typed by what they are.
+        """
+        values = self.parameters(flow)
+        if schema is None:
+            return [
+                (".".join(path), type(value).__name__, "", repr(value))
+                for path in _strict.leaf_paths(values)
+                if not isinstance(value := _value_at(values, path), Mapping)
+            ]
+        return [
+            (
+                key,
+                kind,
+                default,
+                repr(_value_at(values, tuple(key.split("."))))
+                if _has_path(values, tuple(key.split(".")))
+                else "",
+            )
+            for key, kind, default in _strict.describe(schema)
+        ]
+
     def validate(
         self, flow: str, parameters: Mapping[str, Any], schema: type[BaseModel]
     ) -> BaseModel:
@@ -447,6 +475,13 @@ class Project:
                 "name, or declare the dataset with an explicit filepath in the catalog."
             )
         return resolved
+
+
+def _value_at(values: Mapping[str, Any], path: tuple[str, ...]) -> Any:
+    node: Any = values
+    for part in path:
+        node = node[part]
+    return node
 
 
 def _has_path(values: Mapping[str, Any], path: tuple[str, ...]) -> bool:
