@@ -12,6 +12,7 @@ from latent.cache.checkpoint import (
 )
 from latent.cache.errors import (
     CacheEntryWarning,
+    CacheWriteError,
     SettingsFileError,
     UncacheableValueError,
     UnhashableError,
@@ -30,6 +31,7 @@ __all__ = [
     "CacheEntry",
     "CacheEntryWarning",
     "CacheStore",
+    "CacheWriteError",
     "SettingsFileError",
     "UncacheableValueError",
     "UnhashableError",

@@ -3,17 +3,19 @@
 The key is the row key (qualified name + code signature + stable hash of each argument), so two
 functions with the same arguments never share an entry and an edit to the function, or to a
 helper it calls, is a miss. Exceptions propagate and are never stored. A result that cannot be
-pickled is returned uncached with a warning rather than lost. The code signature is computed on
-the first call, not at decoration, so helpers defined later in the module are seen.
+pickled is returned uncached with a warning (once per function) rather than lost. A store that
+cannot be written (disk full, read-only) raises :class:`CacheWriteError` naming the directory.
+The code signature is computed on the first call, not at decoration, so helpers defined later in
+the module are seen.
 """
 
 from __future__ import annotations
 
 import functools
-import warnings
 from collections.abc import Callable
 from typing import Any
 
+from latent.cache._ratelimit import warn_limited
 from latent.cache.errors import CacheEntryWarning, UncacheableValueError
 from latent.cache.keys import row_key_and_ingredients
 from latent.cache.signature import code_signature, qualified_name
@@ -61,7 +63,7 @@ class Memoized:
                 key, result, expire=self._expire, function=self._name, ingredients=ingredients
             )
         except UncacheableValueError as exc:
-            warnings.warn(str(exc), CacheEntryWarning, stacklevel=2)
+            warn_limited(f"uncacheable:{self._name}", str(exc), CacheEntryWarning, stacklevel=2)
         return result
 
     def __get__(self, instance: object, owner: type | None = None) -> Any:

@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
-__all__ = ["CacheEntryWarning", "SettingsFileError", "UncacheableValueError", "UnhashableError"]
+__all__ = [
+    "CacheEntryWarning",
+    "CacheWriteError",
+    "SettingsFileError",
+    "UncacheableValueError",
+    "UnhashableError",
+]
 
 
 class UnhashableError(TypeError):
@@ -76,3 +82,34 @@ class SettingsFileError(ValueError):
             f"Cannot read the Latent settings file {path}: {cause}. Fix the TOML syntax, or set "
             f"LATENT_ENVIRONMENT=dev|production to decide without it."
         )
+
+
+class CacheWriteError(OSError):
+    """Raised when the cache directory cannot be written: disk full, quota, read-only, no access.
+
+    Retrying cannot help (so latent-prefect does not retry a task that raised it), and nothing
+    half-written is left behind. ``path`` is the cache directory, ``reason`` the fault in words;
+    ``errno`` is the operating system's code when known. The message says what to change.
+    """
+
+    def __init__(self, path: str, reason: str, code: int | None = None, detail: str = "") -> None:
+        self.path = path
+        self.reason = reason
+        self.detail = detail
+        message = (
+            f"Cannot write to the cache directory {path}: {reason}"
+            f"{f' ({detail})' if detail else ''}. Free space or fix the permissions there, or "
+            f"move Latent's state elsewhere: [paths] latent_dir in config/latent.toml (the "
+            f"cache is <latent_dir>/cache), or directory= on @checkpoint/@cached/CacheStore."
+        )
+        if code is not None:
+            super().__init__(code, message)
+        else:
+            super().__init__(message)
+        self.filename = path
+
+    def __str__(self) -> str:
+        return str(self.args[-1])
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return (type(self), (self.path, self.reason, self.errno, self.detail))

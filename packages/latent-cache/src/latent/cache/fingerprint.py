@@ -9,6 +9,9 @@ key because no user-space call can set it: an edit whose mtime is put back (``to
 last two seconds is not indexed: on filesystems with coarse timestamps a second write within the
 same tick would keep both times, and the index would then return a stale digest.
 
+The index is an accelerator: if it cannot be opened or written (a read-only ``.latent/``, a full
+disk), files are simply read every time, with one warning per process saying where and why.
+
 What remains: a filesystem that does not keep ``ctime`` (some network mounts and FUSE
 filesystems report it as the mtime or as 0) falls back to ``(size, mtime)``, so an edit there
 that keeps the size and restores the mtime goes unseen until the file changes again.
@@ -18,21 +21,26 @@ from __future__ import annotations
 
 import errno
 import os
+import sqlite3
 import threading
 import time
 from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
 
 import diskcache
 import xxhash
 
-from latent.cache.store import DEFAULT_DIRECTORY
+from latent.cache._faults import write_fault
+from latent.cache._ratelimit import warn_limited
+from latent.cache.errors import CacheEntryWarning
+from latent.cache.store import DEFAULT_DIRECTORY, open_sqlite_cache
 
 __all__ = ["fingerprint_file", "fingerprint_paths"]
 
 _CHUNK = 8 * 1024 * 1024
 _RACY_NS = 2_000_000_000
-_INDEXES: dict[str, diskcache.Cache] = {}
+_INDEXES: dict[str, diskcache.Cache | None] = {}  # None: unusable here, files are read
 _LOCK = threading.Lock()
 
 
@@ -54,13 +62,14 @@ def fingerprint_file(
         )
     stamp = _stamp(st)
     index = _index(index_dir)
-    known = index.get(full, None, retry=True)
+    known = _lookup(index, full)
     if isinstance(known, tuple) and len(known) == len(stamp) + 1 and known[:-1] == stamp:
         return str(known[-1])
     digest = _read_digest(full)
     unchanged = _stamp(os.stat(full)) == stamp
-    if unchanged and time.time_ns() - max(st.st_mtime_ns, st.st_ctime_ns) > _RACY_NS:
-        index.set(full, (*stamp, digest), retry=True)
+    settled = time.time_ns() - max(st.st_mtime_ns, st.st_ctime_ns) > _RACY_NS
+    if index is not None and unchanged and settled:
+        _remember(index, full, (*stamp, digest))
     return digest
 
 
@@ -126,16 +135,45 @@ def _read_digest(full: str) -> str:
     return h.hexdigest()
 
 
-def _index(index_dir: str | os.PathLike[str] | None) -> diskcache.Cache:
+def _index(index_dir: str | os.PathLike[str] | None) -> diskcache.Cache | None:
     base = os.path.abspath(index_dir if index_dir is not None else DEFAULT_DIRECTORY)
     path = os.path.join(base, "fingerprints")
-    index = _INDEXES.get(path)
+    if path in _INDEXES:
+        return _INDEXES[path]
+    with _LOCK:
+        if path not in _INDEXES:
+            try:
+                _INDEXES[path] = open_sqlite_cache(path)
+            except (OSError, sqlite3.OperationalError) as exc:
+                _INDEXES[path] = None
+                _index_unusable(path, exc)
+        return _INDEXES[path]
+
+
+def _lookup(index: diskcache.Cache | None, full: str) -> Any:
     if index is None:
-        with _LOCK:
-            index = _INDEXES.get(path)
-            if index is None:
-                index = diskcache.Cache(
-                    path, size_limit=2**62, cull_limit=0, eviction_policy="none", timeout=60
-                )
-                _INDEXES[path] = index
-    return index
+        return None
+    try:
+        return index.get(full, None)
+    except (OSError, sqlite3.Error):
+        return None  # an unreadable index entry: read the file instead
+
+
+def _remember(index: diskcache.Cache, full: str, entry: tuple[Any, ...]) -> None:
+    try:
+        index.set(full, entry)
+    except (OSError, sqlite3.Error, diskcache.Timeout) as exc:
+        _index_unusable(index.directory, exc)
+
+
+def _index_unusable(path: str, exc: BaseException) -> None:
+    fault = write_fault(exc, path)
+    why = fault.reason if fault is not None else f"{type(exc).__name__}: {exc}"
+    warn_limited(
+        f"fingerprint-index:{path}",
+        f"The file fingerprint index {path} cannot be used ({why}); input files are read "
+        f"in full on every run until it can. Free space or make the directory writable, or "
+        f"move Latent's state with [paths] latent_dir in config/latent.toml.",
+        CacheEntryWarning,
+        stacklevel=4,
+    )

@@ -1,12 +1,16 @@
 """A disk cache with per-entry expiry that never evicts and never drops a write.
 
 Built on ``diskcache.Cache`` (SQLite + files), with settings chosen so a stored result cannot be
-lost: no size limit and no culling (diskcache's defaults evict past 1 GiB), a 60 s SQLite busy
-timeout with retries instead of giving up (``FanoutCache`` silently drops a write after 10 ms of
-contention). Values are pickled by the store itself, so an entry that no longer unpickles (a
-truncated file, a renamed class) is detected, reported with a warning, removed, and treated as a
-miss. Beside each value the store keeps a small record of who made it, when, and from which key
-ingredients, so a user can ask why something hit or missed.
+lost: no size limit and no culling (diskcache's defaults evict past 1 GiB), SQLite in WAL mode
+(readers never wait for a writer) with a 60 s busy timeout, and bounded retries instead of giving
+up (``FanoutCache`` silently drops a write after 10 ms of contention) or retrying forever
+(diskcache's ``retry=True`` loops on any error, a read-only database included). A write that
+fails because the disk is full, a quota is exceeded or the directory is read-only or not ours
+raises :class:`CacheWriteError` naming the directory: retrying would not help. Values are
+pickled by the store itself, so an entry that no longer unpickles (a truncated file, a renamed
+class) is detected, reported with a warning (once per process, with a count at exit), removed,
+and treated as a miss. Beside each value the store keeps a small record of who made it, when,
+and from which key ingredients, so a user can ask why something hit or missed.
 """
 
 from __future__ import annotations
@@ -18,15 +22,17 @@ import sqlite3
 import threading
 import time
 import warnings
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import diskcache
 
-from latent.cache.errors import CacheEntryWarning, UncacheableValueError
+from latent.cache._faults import write_fault
+from latent.cache._ratelimit import warn_limited
+from latent.cache.errors import CacheEntryWarning, CacheWriteError, UncacheableValueError
 
 __all__ = ["MISSING", "CacheEntry", "CacheStore", "shared_store"]
 
@@ -34,6 +40,8 @@ DEFAULT_DIRECTORY = Path(".latent") / "cache"
 # Provenance records live under the key (_META, key): a tuple never clashes with a str key.
 _META = "latent-meta"
 _ABSENT = object()
+_BUSY_BUDGET_S = 300.0  # total wait for a database other processes keep busy, then a clear error
+_T = TypeVar("_T")
 
 
 class _Missing:
@@ -112,16 +120,13 @@ class CacheStore:
         return f"CacheStore({str(self.directory)!r})"
 
     def _open(self) -> diskcache.Cache:
-        # Settings that can never evict or drop a result: no size limit, no culling, a long
-        # lock timeout (and retry=True on every call) instead of diskcache's 60 s / 1 GiB.
-        return diskcache.Cache(
-            str(self.directory),
-            size_limit=2**62,
-            cull_limit=0,
-            eviction_policy="none",
-            timeout=60,
-            statistics=False,
-        )
+        try:
+            return open_sqlite_cache(self.directory)
+        except (OSError, sqlite3.OperationalError) as exc:
+            fault = write_fault(exc, self.directory)
+            if fault is not None:
+                raise fault from exc
+            raise
 
     def _set_aside(self, exc: BaseException) -> None:
         """Move a damaged database aside (kept for inspection) and start an empty one."""
@@ -203,24 +208,56 @@ class CacheStore:
         }
         try:
             self._write(key, payload, meta, seconds)
+        except CacheWriteError:
+            raise
         except sqlite3.DatabaseError as exc:
             if not self._recover(exc):
                 raise
             self._write(key, payload, meta, seconds)
 
     def _write(self, key: str, payload: bytes, meta: dict[str, Any], seconds: float | None) -> None:
-        with self._cache.transact(retry=True):
-            self._cache.set(key, payload, expire=seconds, retry=True)
-            self._cache.set((_META, key), meta, expire=seconds, retry=True)
+        def put() -> None:
+            self._cache.set(key, payload, expire=seconds)
+            self._cache.set((_META, key), meta, expire=seconds)
+
+        self._transact(put)
+
+    def _transact(self, work: Callable[[], _T]) -> _T:
+        """Run ``work`` in one write transaction: wait out busy peers (bounded), name faults."""
+        deadline = time.monotonic() + _BUSY_BUDGET_S
+        while True:
+            try:
+                with self._cache.transact(retry=False):
+                    return work()
+            except diskcache.Timeout:  # BEGIN IMMEDIATE failed: busy for 60 s, or unwritable
+                self._raise_fault(None)
+            except (OSError, sqlite3.OperationalError) as exc:
+                self._raise_fault(exc)
+                if "database is locked" not in str(exc):
+                    raise
+            if time.monotonic() > deadline:
+                raise TimeoutError(
+                    f"The cache database in {self.directory} stayed locked by other processes "
+                    f"for {_BUSY_BUDGET_S:.0f} s. Find the process holding it (lsof "
+                    f"{self.directory / 'cache.db'}) or give this run its own [paths] latent_dir."
+                )
+
+    def _raise_fault(self, exc: BaseException | None) -> None:
+        fault = write_fault(exc, self.directory)
+        if fault is not None:
+            raise fault from exc
 
     def __contains__(self, key: object) -> bool:
         return key in self._cache
 
     def delete(self, key: str) -> bool:
         """Remove ``key``; True if it was there."""
-        with self._cache.transact(retry=True):
-            self._cache.delete((_META, key), retry=True)
-            return bool(self._cache.delete(key, retry=True))
+
+        def remove() -> bool:
+            self._cache.delete((_META, key))
+            return bool(self._cache.delete(key))
+
+        return self._transact(remove)
 
     def clear(self, *, function: str | None = None) -> int:
         """Remove every entry, or only those made by ``function``; return how many were removed.
@@ -230,7 +267,7 @@ class CacheStore:
         """
         if function is None:
             count = len(self._data_keys())
-            self._cache.clear(retry=True)
+            self._retrying(lambda: self._cache.clear(retry=False))
             return count
         keys = [entry.key for entry in self.entries(function=function)]
         for key in keys:
@@ -278,8 +315,22 @@ class CacheStore:
     def prune_expired(self) -> int:
         """Delete expired entries from disk (reads already ignore them); return how many."""
         before = len(self._data_keys())
-        self._cache.expire(retry=True)
+        self._retrying(lambda: self._cache.expire(retry=False))
         return before - len(self._data_keys())
+
+    def _retrying(self, work: Callable[[], _T]) -> _T:
+        """A bulk operation with its own transactions (clear, expire), retried the same way."""
+        deadline = time.monotonic() + _BUSY_BUDGET_S
+        while True:
+            try:
+                return work()
+            except diskcache.Timeout:
+                self._raise_fault(None)
+            except (OSError, sqlite3.OperationalError) as exc:
+                self._raise_fault(exc)
+                raise
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"The cache database in {self.directory} stayed locked.")
 
     def close(self) -> None:
         """Close the SQLite connections (the store reopens them if used again)."""
@@ -296,7 +347,8 @@ class CacheStore:
                 self._misses += 1
 
     def _drop_unreadable(self, key: str, exc: BaseException) -> None:
-        warnings.warn(
+        warn_limited(
+            f"unreadable:{self.directory}",
             f"Cache entry {key!r} in {self.directory} could not be read back "
             f"({type(exc).__name__}: {exc}); it was removed and will be recomputed.",
             CacheEntryWarning,
@@ -320,6 +372,23 @@ def _matches(recorded: str | None, wanted: str) -> bool:
     if recorded is None:
         return False
     return recorded == wanted or recorded.endswith("." + wanted)
+
+
+def open_sqlite_cache(directory: str | os.PathLike[str]) -> diskcache.Cache:
+    """A diskcache ``Cache`` that never evicts or drops a write, shared safely by processes.
+
+    No size limit, no culling, WAL (readers never block a writer, writers never block readers)
+    and a 60 s SQLite busy timeout; no statistics (they turn every read into a write).
+    """
+    return diskcache.Cache(
+        os.fspath(directory),
+        size_limit=2**62,
+        cull_limit=0,
+        eviction_policy="none",
+        timeout=60,
+        statistics=False,
+        sqlite_journal_mode="wal",
+    )
 
 
 _SHARED: dict[str, CacheStore] = {}

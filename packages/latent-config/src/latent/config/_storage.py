@@ -2,22 +2,53 @@
 
 Local paths never touch fsspec, so latent-config works without it installed. Every write goes
 to a temporary file next to the target and is renamed into place, so a crash mid-save never
-leaves half a dataset behind.
+leaves half a dataset behind. A process killed mid-save does leave its temporary file; the
+first write of a later process into that directory removes such leftovers: files named
+``.latent-tmp-<pid>-…tmp`` older than that process whose writer is no longer running.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import re
 import stat
+import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping
 from typing import IO, Any
 
 from latent.config.errors import DatasetError
 
+_TMP_PREFIX = ".latent-tmp-"
+_STARTED = time.time()  # temp files older than this process were left by an earlier one
+_STALE_ANYWAY_S = 24 * 3600  # past this age a temp file is stale even if its pid was reused
+_swept: set[str] = set()
 _URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.\-]+://")
+_FAULTS = {
+    errno.ENOSPC: "the disk is full",
+    errno.EDQUOT: "the disk quota is exceeded",
+    errno.EROFS: "the filesystem is read-only",
+    errno.EACCES: "permission denied",
+    errno.EPERM: "permission denied",
+    errno.EFBIG: "the file size limit is reached (ulimit -f)",
+}
+
+
+def write_fault(exc: BaseException) -> str | None:
+    """In words, the resource fault (disk full, quota, read-only, no access) behind ``exc``.
+
+    Looks along the chain of causes too: pandas and pyarrow wrap the ``OSError`` they got.
+    """
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, OSError) and current.errno in _FAULTS:
+            return _FAULTS[current.errno]
+        current = current.__cause__ or current.__context__
+    return None
 
 
 def is_url(path: str) -> bool:
@@ -65,6 +96,7 @@ def atomic_write(path: str, write: Callable[[IO[bytes]], None], fs_args: Mapping
         return
     directory = os.path.dirname(path) or "."
     os.makedirs(directory, exist_ok=True)
+    remove_stale_temp_files(directory)
     fd, tmp = _create_beside(path)
     try:
         with os.fdopen(fd, "wb") as fh:
@@ -83,13 +115,62 @@ def _create_beside(path: str) -> tuple[int, str]:
     to the user's group. A random name opened with O_EXCL is as safe, and the OS applies the
     umask; a file being replaced keeps its own mode, as it would when written in place.
     """
-    tmp = os.path.join(
-        os.path.dirname(path) or ".", f".{os.path.basename(path)}.{uuid.uuid4().hex}.tmp"
-    )
+    name = f"{_TMP_PREFIX}{os.getpid()}-{os.path.basename(path)}.{uuid.uuid4().hex}.tmp"
+    tmp = os.path.join(os.path.dirname(path) or ".", name)
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
     with contextlib.suppress(FileNotFoundError):
         os.chmod(tmp, stat.S_IMODE(os.stat(path).st_mode))
     return fd, tmp
+
+
+def remove_stale_temp_files(directory: str) -> int:
+    """Delete temp files of interrupted saves in ``directory`` (once per process); the count.
+
+    Stale means: named by `atomic_write`, last modified before this process started, and its
+    writer (the pid in the name) no longer running, or older than a day. A save in progress,
+    here or in another live process, is never touched.
+    """
+    key = os.path.abspath(directory)
+    if key in _swept:
+        return 0
+    _swept.add(key)
+    removed = 0
+    try:
+        entries = list(os.scandir(directory))
+    except OSError:
+        return 0
+    now = time.time()
+    for entry in entries:
+        if not (entry.name.startswith(_TMP_PREFIX) and entry.name.endswith(".tmp")):
+            continue
+        try:
+            mtime = entry.stat(follow_symlinks=False).st_mtime
+        except OSError:
+            continue
+        if mtime >= _STARTED:
+            continue
+        if _writer_alive(entry.name) and now - mtime < _STALE_ANYWAY_S:
+            continue
+        with contextlib.suppress(OSError):
+            os.unlink(entry.path)
+            removed += 1
+    return removed
+
+
+def _writer_alive(name: str) -> bool:
+    pid_text = name[len(_TMP_PREFIX) :].partition("-")[0]
+    if not pid_text.isdigit():
+        return False
+    pid = int(pid_text)
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # exists, owned by someone else
+        return True
+    return True
 
 
 def _atomic_write_fs(

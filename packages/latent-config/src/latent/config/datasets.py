@@ -102,11 +102,28 @@ class Dataset(ABC):
         except DatasetError:
             raise
         except Exception as exc:
-            raise DatasetError(
-                f"Could not save dataset {self.name!r} ({self._type()}) to {self.filepath}: "
-                f"value of type {_type_of(value)}: {type(exc).__name__}: {exc}. "
+            raise DatasetError(self._save_failure(value, exc)) from exc
+
+    def _save_failure(self, value: Any, exc: Exception) -> str:
+        """What went wrong, and the fix that matches it: the hint about types only for types."""
+        where = f"Could not save dataset {self.name!r} ({self._type()}) to {self.filepath}"
+        fault = _storage.write_fault(exc)
+        if fault is not None:
+            location = os.path.dirname(self.filepath or "") or self.filepath
+            return (
+                f"{where}: {fault} ({type(exc).__name__}: {exc}). Free space or make {location} "
+                f"writable, or save it elsewhere: its 'filepath' in {self._declared_in()}, or "
+                f"[paths] data_dir in config/latent.toml for datasets without one."
+            )
+        if isinstance(exc, _VALUE_ERRORS):
+            return (
+                f"{where}: value of type {_type_of(value)}: {type(exc).__name__}: {exc}. "
                 f"Give it a type that can store this value in {self._declared_in()}."
-            ) from exc
+            )
+        return (
+            f"{where}: {type(exc).__name__}: {exc}. Check that the location exists and can be "
+            f"written, or change its 'filepath' in {self._declared_in()}."
+        )
 
     def exists(self) -> bool:
         """Whether data is present (the file, directory or object exists)."""
@@ -178,6 +195,10 @@ class Dataset(ABC):
             f"Create that file, run the flow/task that outputs {self.name!r} first, "
             f"or fix its 'filepath' in {self._declared_in()}."
         )
+
+
+# Errors that mean "this value does not fit this format" (pyarrow's subclass these too).
+_VALUE_ERRORS = (TypeError, ValueError, AttributeError, pickle.PicklingError, RecursionError)
 
 
 def _normalise(filepath: str | os.PathLike[str] | None) -> str | None:
