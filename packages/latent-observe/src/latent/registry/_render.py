@@ -181,6 +181,7 @@ def render_dot(data: dict[str, Any]) -> str:
         "digraph latent {",
         "  rankdir=LR;",
         "  compound=true;",
+        "  graph [fontname=Helvetica];",
         "  node [fontname=Helvetica];",
     ]
     for flow_name in _all_flows(data, datasets):
