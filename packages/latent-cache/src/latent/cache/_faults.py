@@ -96,4 +96,5 @@ def _probe(directory: str) -> CacheWriteError | None:
 def _from_oserror(directory: str, exc: OSError) -> CacheWriteError | None:
     if exc.errno not in _REASONS:
         return None
-    return CacheWriteError(directory, _REASONS[exc.errno], exc.errno, str(exc))
+    # The OS's words, not str(exc): that would name our probe file, not anything of the user's.
+    return CacheWriteError(directory, _REASONS[exc.errno], exc.errno, os.strerror(exc.errno))

@@ -96,11 +96,12 @@ class CacheWriteError(OSError):
         self.path = path
         self.reason = reason
         self.detail = detail
+        fix = "Free space there" if "full" in reason or "limit" in reason else "Make it writable"
         message = (
             f"Cannot write to the cache directory {path}: {reason}"
-            f"{f' ({detail})' if detail else ''}. Free space or fix the permissions there, or "
-            f"move Latent's state elsewhere: [paths] latent_dir in config/latent.toml (the "
-            f"cache is <latent_dir>/cache), or directory= on @checkpoint/@cached/CacheStore."
+            f"{f' ({detail})' if detail else ''}. {fix}, or move Latent's state elsewhere: "
+            f"latent_dir in the paths table of config/latent.toml ([paths] latent_dir; the cache "
+            f"is <latent_dir>/cache), or directory= on @checkpoint/@cached/CacheStore."
         )
         if code is not None:
             super().__init__(code, message)

@@ -113,7 +113,8 @@ class Dataset(ABC):
             return (
                 f"{where}: {fault} ({type(exc).__name__}: {exc}). Free space or make {location} "
                 f"writable, or save it elsewhere: its 'filepath' in {self._declared_in()}, or "
-                f"[paths] data_dir in config/latent.toml for datasets without one."
+                f"data_dir in the paths table of config/latent.toml ([paths] data_dir) for "
+                f"datasets without one."
             )
         if isinstance(exc, _VALUE_ERRORS):
             return (
