@@ -7,14 +7,14 @@ warning per task or per row: thousands of lines that hide the one that matters.
 from __future__ import annotations
 
 import atexit
-import logging
+import contextlib
+import sys
 import threading
 import warnings
 
 _counts: dict[str, int] = {}
 _first: dict[str, str] = {}
 _lock = threading.Lock()
-_log = logging.getLogger("latent.cache")
 
 
 def warn_limited(kind: str, message: str, category: type[Warning], stacklevel: int = 2) -> None:
@@ -39,8 +39,13 @@ def suppressed() -> dict[str, int]:
 
 
 def _report() -> None:
+    # Straight to stderr: at exit, logging handlers (Prefect's, pytest's) may be closed already.
     for kind, count in suppressed().items():
-        _log.warning("%d more warnings like this one were not shown: %s", count, _first[kind])
+        with contextlib.suppress(Exception):
+            print(
+                f"{count} more warnings like this one were not shown: {_first[kind]}",
+                file=sys.stderr,
+            )
 
 
 atexit.register(_report)
