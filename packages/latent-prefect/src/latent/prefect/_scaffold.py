@@ -86,9 +86,8 @@ expiration = "7d"
 
 _GLOBAL_YAML = """\
 # Parameters every flow sees; a flow's own flows/<flow>/parameters.yaml wins.
-# Override one for a run: latent run <flow> --param model.name=other
-model:
-  name: my-model
+# Override one for a run: latent run <flow> --param key=value
+# seed: 42
 """
 
 _CATALOG_YAML = """\
