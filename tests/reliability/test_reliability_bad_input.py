@@ -106,7 +106,7 @@ def test_unknown_parameter_key_under_strict_schema_is_named(project: ProjectDir)
     )
     with pytest.raises(ConfigValidationError) as info:
         project.load("typed")()
-    assert "\n  batch_sise: Extra inputs are not permitted" in str(info.value)
+    assert "\n  batch_sise: unknown parameter" in str(info.value)
     assert project.calls() == []
 
 
