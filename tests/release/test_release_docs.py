@@ -28,7 +28,8 @@ def test_every_page_is_in_the_navigation() -> None:
     config = yaml.load((ROOT / "mkdocs.yml").read_text(), Loader=yaml.BaseLoader)
     listed = set(_nav_files(config["nav"]))
     on_disk = {str(p.relative_to(ROOT / "docs")) for p in (ROOT / "docs").rglob("*.md")}
-    assert listed == on_disk
+    assert on_disk - listed == set(), "add these pages to `nav:` in mkdocs.yml"
+    assert listed - on_disk == set(), "these `nav:` entries of mkdocs.yml have no page"
     for page in ("getting-started.md", "comparison.md", "troubleshooting.md", "how-to/ci.md"):
         assert page in listed
 
