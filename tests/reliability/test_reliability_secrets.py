@@ -20,15 +20,15 @@ from reliability_project import ProjectDir, child_env
 TOKEN = "sk-test-123456"
 
 FLOW = """
-from latent.prefect import flow, task
+from latent.prefect import flow, params, task
 
 @task("call_api", retries=0)
-def call_api(prompt: str) -> str:
-    raise RuntimeError("HTTP 401 headers={'Authorization': 'Bearer sk-test-123456'}")
+def call_api(prompt: str, headers: dict) -> str:
+    raise RuntimeError(f"HTTP 401 headers={headers!r}")
 
 @flow("leaky")
 def leaky():
-    return call_api("hello")
+    return call_api("hello", {"Authorization": params.auth_header})
 """
 
 CATCHING_FLOW = """
@@ -68,7 +68,9 @@ def test_bearer_token_in_a_task_error_reaches_no_terminal_store_or_file(
     project: ProjectDir,
 ) -> None:
     project.write("config/latent.toml", TRACKED_TOML)
-    project.flow("leaky", FLOW)
+    # The token arrives as a parameter under a key that does not look secret, is passed to the
+    # task as an argument (a span input), and comes back inside the exception's message.
+    project.flow("leaky", FLOW, parameters={"auth_header": f"Bearer {TOKEN}"})
     env = {
         **child_env(),
         "COLUMNS": "200",
