@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import threading
 from pathlib import Path
 
@@ -123,6 +124,20 @@ def test_save_and_load_round_trip(tmp_path: Path) -> None:
     assert TaskRegistry.render_ascii() == before
     assert json.loads(path.read_text(encoding="utf-8"))["version"] == 1
     assert [p.name for p in path.parent.iterdir()] == ["registry.json"]  # no temp file left
+
+
+def test_save_removes_temp_files_a_killed_save_left(tmp_path: Path) -> None:
+    path = tmp_path / ".latent" / "registry.json"
+    path.parent.mkdir()
+    litter = path.parent / ".registry.json.0123abcd.tmp"
+    litter.write_bytes(b"")  # what a SIGKILL between create and rename leaves
+    os.utime(litter, (1_000_000_000, 1_000_000_000))
+    unrelated = path.parent / ".other.json.0123abcd.tmp"
+    unrelated.write_bytes(b"")
+    os.utime(unrelated, (1_000_000_000, 1_000_000_000))
+    _two_flows()
+    TaskRegistry.save(path)
+    assert sorted(p.name for p in path.parent.iterdir()) == [unrelated.name, "registry.json"]
 
 
 def test_from_dict_replaces_and_merge_dict_adds() -> None:

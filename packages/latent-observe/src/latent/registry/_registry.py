@@ -9,10 +9,12 @@ does not know where a project keeps its files).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sys
 import threading
+import time
 import uuid
 from collections.abc import Callable, Iterable, Sequence
 from importlib.metadata import entry_points
@@ -252,6 +254,7 @@ class TaskRegistry:
 
 def _write_json(target: Path, data: dict[str, Any]) -> None:
     target.parent.mkdir(parents=True, exist_ok=True)
+    _remove_stale_temps(target)
     text = json.dumps(data, indent=2, ensure_ascii=False)
     # Not mkstemp: its files are 0600 whatever the umask. O_EXCL on a random name is as safe,
     # and the file gets the permissions a plain write would give.
@@ -264,6 +267,21 @@ def _write_json(target: Path, data: dict[str, Any]) -> None:
     except BaseException:
         Path(temp).unlink(missing_ok=True)
         raise
+
+
+_STARTED = time.time()
+
+
+def _remove_stale_temps(target: Path) -> None:
+    """Delete temp files a killed save of `target` left (written before this process started).
+
+    A live writer's temp file exists for the milliseconds of one small write, so anything older
+    than this process is litter.
+    """
+    for temp in target.parent.glob(f".{target.name}.*.tmp"):
+        with contextlib.suppress(OSError):
+            if temp.stat().st_mtime < _STARTED:
+                temp.unlink()
 
 
 def _read_flows(source: Path) -> dict[str, Any]:
