@@ -22,7 +22,7 @@ TOKEN = "sk-test-123456"
 FLOW = """
 from latent.prefect import flow, params, task
 
-@task("call_api", retries=0)
+@task("call_api", retries=1, retry_delay_seconds=0)
 def call_api(prompt: str, headers: dict) -> str:
     raise RuntimeError(f"HTTP 401 headers={headers!r}")
 

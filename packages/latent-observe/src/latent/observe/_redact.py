@@ -41,28 +41,34 @@ __all__ = [
 
 REDACTED = "***"
 
-# Each pattern keeps a readable prefix in the group named `keep` and hides the rest.
-_BUILTIN = [
+# (triggers, pattern): a pattern runs only on text holding one of its (lower-case) triggers, so
+# most log lines cost a few substring tests. Each keeps a readable prefix in its `keep` group.
+_BUILTIN: list[tuple[tuple[str, ...], str]] = [
     # A bearer token has a digit or a symbol: "Bearer token missing" stays readable.
-    r"(?P<keep>\bBearer\s+)(?=[A-Za-z]*[0-9._~+/=\-])[A-Za-z0-9._~+/=\-]{6,}",
-    r"(?P<keep>\bsk-)[A-Za-z0-9_\-]{6,}",
-    r"(?P<keep>\bgh[pousr]_)[A-Za-z0-9]{16,}",
-    r"(?P<keep>\bgithub_pat_)[A-Za-z0-9_]{16,}",
-    r"(?P<keep>\b(?:AKIA|ASIA))[A-Z0-9]{16}\b",
-    r"(?P<keep>\bxox[abprs]-)[A-Za-z0-9\-]{8,}",
-    r"(?P<keep>\bAIza)[0-9A-Za-z_\-]{30,}",
+    (("bearer",), r"(?P<keep>\bBearer\s+)(?=[A-Za-z]*[0-9._~+/=\-])[A-Za-z0-9._~+/=\-]{6,}"),
+    (("sk-",), r"(?P<keep>\bsk-)[A-Za-z0-9_\-]{6,}"),
+    (("gh",), r"(?P<keep>\bgh[pousr]_)[A-Za-z0-9]{16,}"),
+    (("github_pat_",), r"(?P<keep>\bgithub_pat_)[A-Za-z0-9_]{16,}"),
+    (("akia", "asia"), r"(?P<keep>\b(?:AKIA|ASIA))[A-Z0-9]{16}\b"),
+    (("xox",), r"(?P<keep>\bxox[abprs]-)[A-Za-z0-9\-]{8,}"),
+    (("aiza",), r"(?P<keep>\bAIza)[0-9A-Za-z_\-]{30,}"),
     # name=value, name: value, 'name': 'value' — value up to a quote, space, comma or brace.
-    r"(?P<keep>(?i:\b[\w.-]*?(?:api[_-]?key|access[_-]?key|secret[_-]?key|private[_-]?key"
-    r"|secret|password|passwd|token|credentials?|authorization|auth[_-]?header))\b"
-    r"['\"]?\s*[:=]\s*['\"]?)(?!\*\*\*)(?:(?:Bearer|Basic|Token)\s+)?[^\s'\",;}&)\]]{3,}",
+    (
+        ("key", "secret", "passw", "token", "credential", "authori", "auth"),
+        # (?i) for the whole pattern plus a first-letter lookahead: twice as fast as (?i:...).
+        r"(?i)(?P<keep>(?=[apstc])(?:api[_-]?key|access[_-]?key|secret[_-]?key|private[_-]?key"
+        r"|secret|password|passwd|token|credentials?|authorization|auth[_-]?header)"
+        r"\b['\"]?\s*[:=]\s*['\"]?)(?!\*\*\*)(?:(?:bearer|basic|token)\s+)?[^\s'\",;}&)\]]{3,}",
+    ),
 ]
+_COMPILED_BUILTIN = [(triggers, re.compile(pattern)) for triggers, pattern in _BUILTIN]
 _MIN_REMEMBERED = 6  # shorter values ("dev", "1234") would redact ordinary words
 _MAX_REMEMBERED = 1000
 
 _lock = threading.Lock()
-_extra: list[str] = []
+_extra: list[re.Pattern[str]] = []
 _remembered: set[str] = set()
-_compiled: re.Pattern[str] | None = None
+_remembered_longest_first: list[str] = []
 _log_redaction_installed = False
 
 
@@ -74,10 +80,8 @@ def configure_redaction(*, patterns: Iterable[str] = ()) -> None:
     redaction for the process (`install_log_redaction`). Raises ``re.error`` for a bad pattern.
     """
     compiled = [re.compile(p) for p in patterns]  # fail here, naming the pattern, not later
-    global _compiled
     with _lock:
-        _extra[:] = [c.pattern for c in compiled]
-        _compiled = None
+        _extra[:] = compiled
     install_log_redaction()
 
 
@@ -85,24 +89,33 @@ def remember_secret(value: object) -> None:
     """Redact this value wherever it appears later (a parameter stored under a secret key)."""
     if not isinstance(value, str) or len(value.strip()) < _MIN_REMEMBERED:
         return
-    global _compiled
     with _lock:
         if value in _remembered or len(_remembered) >= _MAX_REMEMBERED:
             return
         _remembered.add(value)
-        _compiled = None
+        # Longest first, so a value that contains another remembered one is hidden whole.
+        _remembered_longest_first[:] = sorted(_remembered, key=len, reverse=True)
 
 
 def redact_text(text: str) -> str:
     """``text`` with every credential-looking value replaced by ``***``."""
     if not text:
         return text
-    return _pattern().sub(_replace, text)
+    lower = text.lower()
+    for triggers, pattern in _COMPILED_BUILTIN:
+        if any(trigger in lower for trigger in triggers):
+            text = pattern.sub(_replace, text)
+    for pattern in _extra:
+        text = pattern.sub(_replace, text)
+    for value in _remembered_longest_first:
+        if value in text:
+            text = text.replace(value, REDACTED)
+    return text
 
 
 def contains_secret(text: str) -> bool:
     """Whether `redact_text` would change ``text``."""
-    return bool(text) and _pattern().search(text) is not None
+    return redact_text(text) != text
 
 
 def redacted_exception(error: BaseException) -> BaseException:
@@ -145,29 +158,9 @@ def install_log_redaction() -> None:
 # -- internals -----------------------------------------------------------------------------------
 
 
-def _pattern() -> re.Pattern[str]:
-    global _compiled
-    compiled = _compiled
-    if compiled is not None:
-        return compiled
-    with _lock:
-        parts = [*_BUILTIN, *(f"(?:{p})" for p in _extra)]
-        # Longest first, so a value that contains another remembered value is hidden whole.
-        parts += [re.escape(v) for v in sorted(_remembered, key=len, reverse=True)]
-        compiled = _compiled = re.compile("|".join(_renumbered(parts)))
-    return compiled
-
-
-def _renumbered(parts: list[str]) -> list[str]:
-    """Give each `keep` group a unique name so the patterns can be joined into one."""
-    return [p.replace("(?P<keep>", f"(?P<keep{i}>") for i, p in enumerate(parts)]
-
-
 def _replace(match: re.Match[str]) -> str:
-    for name, value in match.groupdict().items():
-        if name.startswith("keep") and value is not None:
-            return value + REDACTED
-    return REDACTED
+    keep = match.groupdict().get("keep")
+    return REDACTED if keep is None else keep + REDACTED
 
 
 def _message(error: BaseException) -> str:
