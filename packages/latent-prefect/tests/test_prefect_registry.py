@@ -161,3 +161,29 @@ def test_the_example_pipeline_picture_joins_both_flows_by_answer_scored(
         ("scored", "-->", "accuracy_by_group"),
         ("scored", "-->", "overall"),
     } <= edges
+
+
+def test_lineage_turns_values_into_data_edges_and_dataset_reads() -> None:
+    """What the task side reports (`_lineage.record_call` / `note_result`) becomes the picture."""
+    from latent.prefect import _lineage
+
+    questions = {"rows": ["q1", "q2"]}
+    prompts = [{"id": 1}, {"id": 2}]
+    TaskRegistry.start_flow("answer", inputs=["questions"], outputs=["prompts"])
+    with _lineage.tracking():
+        _lineage.note_dataset(questions, "questions")
+        _lineage.record_call("answer", "build_prompts", [questions])
+        _lineage.note_result(prompts, "build_prompts")
+        _lineage.record_call("answer", "answer_question", [prompts, 0.0, "m"])
+        _lineage.record_call("answer", "score", [{"all": prompts}])  # one level down
+        _lineage.record_call("answer", "unrelated", [[{"id": 1}], None, 1])  # equal, not same
+        _lineage.record_output("answer", "prompts", prompts)
+    _lineage.record_call("answer", "after_the_run", [prompts])  # nothing is tracked outside
+
+    edges = mermaid_edges(TaskRegistry.to_mermaid())
+    assert edges == {
+        ("questions", "-->", "build_prompts"),
+        ("build_prompts", "-->", "prompts"),
+        ("build_prompts", "-.->", "answer_question"),
+        ("build_prompts", "-.->", "score"),
+    }
