@@ -112,6 +112,15 @@ def test_a_rerun_replaces_the_flows_part_of_the_saved_registry(project: ProjectD
     assert "Flow: train" in tree and "├── fit" in tree  # train did not run: its part is kept
 
 
+def test_latent_registry_names_a_broken_registry_file(project: ProjectDir) -> None:
+    _project(project)
+    project.write(".latent/registry.json", "{not json")
+    result = runner.invoke(app, ["registry"])
+    assert result.exit_code == 2
+    assert "is not valid JSON" in " ".join(result.output.split())
+    assert "delete it" in result.output
+
+
 def test_print_ascii_in_a_new_process_reads_the_saved_registry(project: ProjectDir) -> None:
     _project(project)
     project.load("prepare")()

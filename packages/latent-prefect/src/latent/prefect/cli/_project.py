@@ -57,14 +57,18 @@ def registry(
 ) -> None:
     """Draw the pipeline recorded by the last runs (.latent/registry.json)."""
     from latent.prefect._registry_file import registry_file
-    from latent.registry import TaskRegistry
+    from latent.registry import RegistryFileError, TaskRegistry
 
     project = project_or_exit()
     path = registry_file(project)
     if not path.exists():
         err.print(f"No registry at {path} yet: run a flow first (latent run <flow>).")
         raise typer.Exit(1)
-    TaskRegistry.load(path)
+    try:
+        TaskRegistry.load(path)
+    except RegistryFileError as exc:  # it names the file; the next run rebuilds it
+        err.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(2) from None
     if format == "ascii":
         typer.echo(TaskRegistry.render_ascii(emoji=emoji))
     elif format == "mermaid":
