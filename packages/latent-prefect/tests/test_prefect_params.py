@@ -205,3 +205,37 @@ def test_latent_flows_shows_schema_types_defaults_and_file_values(project: Proje
     assert ("forest.n_estimators", "int", "100", "300") in rows  # typed: from TrainConfig
     assert ("logreg", "dict[str, float]", "{'C': 1.0}", "") in rows  # default left in place
     assert ("threshold", "float", "", "0.5") in rows  # evaluate has no schema: file values
+
+
+OPEN = """
+from pydantic import BaseModel, ConfigDict
+from latent.prefect import flow, params, task
+
+
+class OpenConfig(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    seed: int = 0
+
+
+@task("echo", output="seen")
+def echo() -> dict:
+    return {"seed": params.seed, "extra": params.anything}
+
+
+@flow("open", config_schema=OpenConfig)
+def open_flow():
+    return echo()
+"""
+
+
+def test_a_schema_with_extra_allow_takes_unknown_keys_in_latent_run(project: ProjectDir) -> None:
+    project.flow(
+        "open",
+        OPEN,
+        parameters={"anything": [1, 2]},
+        catalog={"seen": {"type": "json", "filepath": "data/open/seen.json"}},
+    )
+    result = runner.invoke(app, ["run", "open", "--param", "open.more=3"])
+    assert result.exit_code == 0, result.output
+    assert _json(project, "data/open/seen.json") == {"seed": 0, "extra": [1, 2]}
