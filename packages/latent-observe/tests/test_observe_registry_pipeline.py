@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import json
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 from latent.registry import TaskRegistry
@@ -129,7 +131,7 @@ def test_save_flows_replaces_only_the_flows_that_ran(tmp_path: Path) -> None:
     assert [t["name"] for t in saved["train"]["tasks"]] == ["fit"]
     assert saved["train"]["edges"] == []
     assert list(TaskRegistry.to_dict()["flows"]) == ["prepare", "train"]  # process holds it all
-    assert [p.name for p in path.parent.iterdir()] == ["registry.json"]
+    assert not list(path.parent.glob("*.tmp"))
 
 
 def test_save_flows_starts_afresh_from_a_broken_file(tmp_path: Path) -> None:
@@ -151,3 +153,31 @@ def test_edges_survive_a_save_and_load(tmp_path: Path) -> None:
     assert TaskRegistry.to_dict()["flows"]["answer"]["edges"] == [
         ["build_prompts", "answer_question"]
     ]
+
+
+SAVER = """
+import sys
+from latent.registry import TaskRegistry
+
+path, flow = sys.argv[1], sys.argv[2]
+for round in range(40):
+    TaskRegistry.start_flow(flow)
+    TaskRegistry.register_task(flow, f"step{round}")
+    TaskRegistry.save_flows(path, [flow])
+"""
+
+
+def test_processes_saving_different_flows_at_once_keep_each_others(tmp_path: Path) -> None:
+    path = tmp_path / ".latent" / "registry.json"
+    savers = [
+        subprocess.Popen([sys.executable, "-c", SAVER, str(path), flow])
+        for flow in ("left", "right", "middle")
+    ]
+    assert [saver.wait(timeout=120) for saver in savers] == [0, 0, 0]
+
+    saved = json.loads(path.read_text(encoding="utf-8"))["flows"]
+    assert sorted(saved) == ["left", "middle", "right"]
+    assert all(
+        flow["tasks"] == [{"name": "step39", "inputs": [], "outputs": []}]
+        for flow in saved.values()
+    )

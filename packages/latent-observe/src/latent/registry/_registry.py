@@ -16,7 +16,7 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any, ClassVar, TextIO
@@ -221,13 +221,16 @@ class TaskRegistry:
 
         Each run saves the flows it ran, so the file is the latest run of every flow. A missing
         or unreadable file starts afresh. Afterwards this process holds the whole saved registry.
+        Read and write happen under a lock on ``.<name>.lock`` beside the file (POSIX ``flock``),
+        so processes saving different flows at once keep each other's.
         """
         target = Path(path)
-        try:
-            saved = _read_flows(target) if target.is_file() else {}
-        except RegistryFileError:
-            saved = {}
-        with cls._lock:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        with _exclusive(target), cls._lock:  # two runs saving at once must not lose a flow
+            try:
+                saved = _read_flows(target) if target.is_file() else {}
+            except RegistryFileError:
+                saved = {}
             mine = cls.to_dict()["flows"]
             for name in flows:
                 if name in mine:
@@ -250,6 +253,22 @@ class TaskRegistry:
         """Forget every flow and task (tests, or before loading another project's registry)."""
         with cls._lock:
             cls._flows.clear()
+
+
+@contextlib.contextmanager
+def _exclusive(target: Path) -> Iterator[None]:
+    """Hold an exclusive advisory lock beside `target` (a no-op where ``fcntl`` is missing)."""
+    try:
+        import fcntl
+    except ImportError:  # Windows: saves are still atomic, a concurrent one may be lost
+        yield
+        return
+    fd = os.open(target.parent / f".{target.name}.lock", os.O_RDWR | os.O_CREAT, 0o666)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # closing releases the lock
 
 
 def _write_json(target: Path, data: dict[str, Any]) -> None:
