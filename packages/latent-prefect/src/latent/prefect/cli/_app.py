@@ -51,6 +51,7 @@ app.add_typer(new_app, name="new")
 console = Console()
 err = Console(stderr=True)
 
+_ENVIRONMENTS = ("dev", "development", "production")  # as config/latent.toml accepts
 _SIBLINGS = ("latent-config", "latent-cache", "latent-observe", "prefect")
 
 
@@ -140,6 +141,8 @@ def set_environment(ctx: typer.Context, value: str | None) -> str | None:
     """
     if value is None:
         return None
+    if value.strip().lower() not in _ENVIRONMENTS:
+        raise typer.BadParameter(f"{value!r} is not an environment: use dev or production.")
     before = os.environ.get("LATENT_ENVIRONMENT")
     os.environ["LATENT_ENVIRONMENT"] = value
     ctx.call_on_close(_restore("LATENT_ENVIRONMENT", before))
