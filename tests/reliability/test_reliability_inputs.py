@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 
+import pytest
 from reliability_project import ProjectDir
 
 OLD = 1_600_000_000_000_000_000  # an mtime well in the past: the stat index keeps such files
@@ -23,6 +24,7 @@ def sums():
 """
 
 
+@pytest.mark.slow
 def test_edit_with_restored_mtime_reruns_the_task(project: ProjectDir) -> None:
     raw = project.write("data/raw.csv", "value\n1\n2\n")
     os.utime(raw, ns=(OLD, OLD))
