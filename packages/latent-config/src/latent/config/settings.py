@@ -12,6 +12,7 @@ import re
 from datetime import timedelta
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
@@ -132,11 +133,31 @@ class TaskRunnerSettings(_Section):
 
 
 class PrefectSettings(_Section):
-    """``[prefect]``: runner knobs; ``max_in_flight=None`` lets latent-prefect size to the host."""
+    """``[prefect]``: runner knobs; ``max_in_flight=None`` lets latent-prefect size to the host.
 
+    ``server`` is the Prefect API a run uses when ``PREFECT_API_URL`` is not set: ``"managed"``
+    (one local server per user, started once and reused), ``"ephemeral"`` (Prefect's temporary
+    server per process) or a URL such as ``"http://127.0.0.1:4200/api"``.
+    """
+
+    server: str = "managed"
     heartbeat: bool = False
     max_in_flight: int | None = Field(default=None, ge=1)
     task_runner: TaskRunnerSettings = Field(default_factory=TaskRunnerSettings)
+
+    @field_validator("server")
+    @classmethod
+    def _server(cls, value: str) -> str:
+        text = value.strip()
+        if text in ("managed", "ephemeral"):
+            return text
+        if re.match(r"https?://[^/\s]+", text):
+            # a bare server address means its API, which Prefect serves under /api
+            return text.rstrip("/") + "/api" if urlsplit(text).path in ("", "/") else text
+        raise ValueError(
+            "must be 'managed', 'ephemeral' or a Prefect API URL such as "
+            f"'http://127.0.0.1:4200/api'.{did_you_mean(text, ['managed', 'ephemeral'])}"
+        )
 
 
 class Settings(_Section):

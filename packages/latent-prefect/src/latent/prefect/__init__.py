@@ -67,3 +67,19 @@ def __getattr__(name: str) -> Any:
 
 def __dir__() -> list[str]:
     return sorted(set(globals()) | set(__all__))
+
+
+def _on_import() -> None:
+    """Telemetry off by default, and the project importable from a script or a notebook.
+
+    Runs before Prefect is imported (Prefect reads its settings then). A flow file run as a
+    script (`python flows/x/flow.py`) or a notebook under the project can then import the
+    project's modules (`from flows.common import x`) as under `latent run`.
+    """
+    from latent.prefect import _importpath, _startup
+
+    _startup.quiet_defaults()
+    _importpath.add_project_of_main()
+
+
+_on_import()

@@ -20,7 +20,7 @@ from pydantic import BaseModel
 
 from latent.config import Project, RunConfig, bind_run, current_run, track_param_reads
 from latent.observe import bind_names, flow_run, logger
-from latent.prefect import _lineage, _registry_file, _runtime, _shipped
+from latent.prefect import _lineage, _registry_file, _runtime, _shipped, _startup
 from latent.prefect._runtime import optional_parameter, resolved_signature
 from latent.prefect.errors import FlowDefinitionError, FlowOutputError
 from latent.registry import TaskRegistry
@@ -275,7 +275,9 @@ class LatentFlow(Flow[P, R], Generic[P, R]):
             configured = _shipped.configured_runner(project)
             if configured is not None:
                 return self.with_options(task_runner=configured)(*args, **kwargs)
-        if project.settings.prefect.heartbeat:
-            return super().__call__(*args, **kwargs)
-        with temporary_settings(updates={PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}):
+        # A top-level run checks its configuration, then picks its Prefect server (_startup).
+        updates = {} if outer else _startup.prefect_settings_for_call(self, project)
+        if not project.settings.prefect.heartbeat:
+            updates[PREFECT_FLOWS_HEARTBEAT_FREQUENCY] = None
+        with temporary_settings(updates=updates):
             return super().__call__(*args, **kwargs)

@@ -23,6 +23,7 @@ from typing import Any
 from latent.cache import CacheStore, configure_checkpoints, set_module_namer
 from latent.config import Project, current_run, find_project_root
 from latent.observe import configure_tracking, set_logger_provider
+from latent.prefect._importpath import add_project_root
 
 _configured: list[Project] = []  # the project the process is wired to (at most one)
 _configure_lock = threading.Lock()
@@ -101,6 +102,7 @@ def prepare(project: Project) -> Project:
     The wiring is process-wide: one process runs one project at a time (tests and notebooks
     that switch projects get rewired on the switch).
     """
+    add_project_root(project.root)  # `from flows.common import x` in flows and workers
     if _configured and _configured[0] is project:
         return project
     with _configure_lock:

@@ -27,6 +27,10 @@ def say(greeting: str) -> str:
 @flow("{name}", config_schema={model})
 def {name}() -> str:
     return say(params.greeting)
+
+
+if __name__ == "__main__":  # python flows/{name}/flow.py runs it like `latent run {name}`
+    {name}()
 '''
 
 _PARAMETERS = """\

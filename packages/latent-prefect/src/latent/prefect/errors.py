@@ -24,3 +24,11 @@ class FlowOutputError(LatentPrefectError, ValueError):
 
 class FlowImportError(LatentPrefectError, RuntimeError):
     """Raised by the command line when `flows/<name>/flow.py` has no matching `@flow`."""
+
+
+class PrefectServerError(LatentPrefectError, RuntimeError):
+    """Raised when the Prefect server a run needs cannot be started or reached.
+
+    The message names the URL and the server's home, what was tried, and the setting that
+    fixes it (``PREFECT_API_URL``, ``[prefect] server`` in latent.toml).
+    """

@@ -32,7 +32,8 @@ EXIT_CODES = (
     "or there is nothing to show yet.\n"
     f"{EXIT_USAGE} usage or project error: a bad option, no project found, an unknown flow, "
     "invalid parameters or latent.toml, or a destructive command without --yes when standard "
-    "input is not a terminal."
+    "input is not a terminal.\n"
+    "130 / 143 `latent run` was interrupted by Ctrl-C / SIGTERM (finished tasks stay cached)."
 )
 
 app = typer.Typer(

@@ -1,10 +1,17 @@
-"""`latent run`: load flow files, run them in order, print what each task did."""
+"""`latent run`: check everything, then run flows in order and print what each task did.
+
+The order is the point: the project, every flow named, its parameters, catalog and typed config
+are checked before Prefect's server is started or contacted, so a mistake costs a second and
+prints one message naming the file to fix. Prefect itself is imported only when the flow files
+are (their `@flow` needs it).
+"""
 
 from __future__ import annotations
 
 import importlib.util
 import sys
 import time
+import traceback as tb
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from typing import TYPE_CHECKING, Annotated, Any
@@ -12,27 +19,47 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 from rich.table import Table
 
-from latent.prefect.cli._app import ENV_HELP, app, console, err, project_or_exit, set_environment
-from latent.prefect.errors import FlowImportError
+from latent.prefect._importpath import add_project_root
+from latent.prefect.cli import _interrupt, _output
+from latent.prefect.cli._app import (
+    ENV_HELP,
+    EXIT_FAILED,
+    EXIT_USAGE,
+    app,
+    console,
+    err,
+    project_or_exit,
+    set_environment,
+)
+from latent.prefect.errors import FlowImportError, PrefectServerError
 
 if TYPE_CHECKING:
     from latent.config import Project
     from latent.prefect._flow import LatentFlow
 
 
+def flow_file(project: Project, name: str) -> Any:
+    """`flows/<name>/flow.py`; FlowImportError (with close matches) when there is none."""
+    path = project.flow_dir(name) / "flow.py"
+    if path.is_file():
+        return path
+    names = [n for n in project.flow_names() if (project.flow_dir(n) / "flow.py").is_file()]
+    from latent.config._suggest import did_you_mean
+
+    known = ", ".join(names) or "none"
+    raise FlowImportError(
+        f"No flow file {path}. Flows in this project: {known}.{did_you_mean(name, names)} "
+        f"Create one with: latent new flow {name}"
+    )
+
+
 def load_flow(project: Project, name: str) -> LatentFlow[Any, Any]:
     """Import `flows/<name>/flow.py` and return its `@flow("<name>")`."""
-    # Prefect loads here, not when the command line starts: `latent --help` stays instant.
     from latent.prefect._flow import LatentFlow
     from latent.prefect._shipped import FLOW_MODULE_PREFIX, ship_by_value
 
-    path = project.flow_dir(name) / "flow.py"
-    if not path.is_file():
-        known = ", ".join(project.flow_names()) or "none"
-        raise FlowImportError(
-            f"No flow file {path}. Flows in this project: {known}. "
-            f"Create one with: latent new flow {name}"
-        )
+    path = flow_file(project, name)
+    add_project_root(project.root)
     module_name = f"{FLOW_MODULE_PREFIX}{name}"
     spec = importlib.util.spec_from_file_location(module_name, path)
     assert spec is not None and spec.loader is not None
@@ -60,38 +87,67 @@ def run(
         str | None,
         typer.Option("--env", "-e", callback=set_environment, help=ENV_HELP),
     ] = None,
+    verbose: Annotated[
+        bool,
+        typer.Option("--verbose", "-v", help="Show Prefect's per-task logs and tracebacks."),
+    ] = False,
+    traceback: Annotated[
+        bool, typer.Option("--traceback", help="Show the full traceback of an error.")
+    ] = False,
 ) -> None:
     """Run one or more flows and print what each task did."""
+    _output.configure(verbose=verbose)
+    show_traceback = traceback or verbose
+    with _interrupt.handled():
+        project, loaded, scoped = _prepare(flows, param or [], show_traceback)
+        for name, flow_obj in loaded:
+            _run_one(name, flow_obj, scoped, show_traceback)
+    _print_where(project)
+
+
+def _prepare(
+    names: list[str], overrides: list[str], show_traceback: bool
+) -> tuple[Project, list[tuple[str, LatentFlow[Any, Any]]], dict[str, dict[str, Any]]]:
+    """Every check a run needs, then the server; exits 2 on the user's mistake (1 when the
+    server cannot start or a flow file fails to import)."""
     from latent.config import LatentConfigError
-    from latent.prefect._progress import progress_enabled
-    from latent.prefect._summary import collect_summary
 
     project = project_or_exit()
     try:
-        loaded = {name: load_flow(project, name) for name in flows}
-        # Each --param goes to the flows that have the key (or the one it names): see latent-config.
-        scoped = project.scope_overrides(
-            param, {name: f.spec.config_schema if f.spec else None for name, f in loaded.items()}
-        )
-        for name, schema in ((n, f.spec.config_schema) for n, f in loaded.items() if f.spec):
-            if schema is not None:  # every flow's parameters are checked before any flow runs
-                project.typed_parameters(name, schema, scoped[name])
-    except (FlowImportError, LatentConfigError) as exc:
-        err.print(f"[red]error:[/red] {exc}")
-        raise typer.Exit(2) from None
-    for name in flows:
-        flow_obj = loaded[name]
-        console.rule(f"[bold]latent run {name}")
-        started = time.perf_counter()
-        with collect_summary() as summary, _scoped(scoped), progress_enabled():
-            try:
-                flow_obj()
-            except Exception as exc:
-                _print_summary(name, summary, time.perf_counter() - started, failed=True)
-                err.print(f"[red]Flow '{name}' failed:[/red] {type(exc).__name__}: {exc}")
-                raise typer.Exit(1) from None
-        _print_summary(name, summary, time.perf_counter() - started, failed=False)
-    _print_where(project)
+        paths = [flow_file(project, name) for name in names]
+    except FlowImportError as exc:
+        _fail(exc, show_traceback)
+    try:  # what needs no Prefect: parameter files and catalogs of every flow
+        for name in names:
+            project.parameters(name)
+            project.catalog(name)
+    except LatentConfigError as exc:
+        _fail(exc, show_traceback)
+    loaded = []
+    for name, path in zip(names, paths, strict=True):
+        try:
+            loaded.append((name, load_flow(project, name)))
+        except (FlowImportError, LatentConfigError) as exc:
+            _fail(exc, show_traceback)
+        except Exception as exc:
+            _fail_import(path, exc, show_traceback)
+    from latent.prefect._startup import check_flow, choose_server
+
+    _output.install()  # Prefect, imported with the flow files, has set up its logging
+    try:  # overrides and typed config need each flow's `config_schema`, hence its file
+        # Each --param goes to the flows that have the key (or the one it names): latent-config.
+        schemas = {name: f.spec.config_schema if f.spec else None for name, f in loaded}
+        scoped = project.scope_overrides(overrides, schemas)
+        with _scoped(scoped):
+            for _, flow_obj in loaded:
+                check_flow(flow_obj, project)
+    except LatentConfigError as exc:
+        _fail(exc, show_traceback)
+    try:
+        choose_server(project)
+    except PrefectServerError as exc:
+        _fail(exc, show_traceback, code=EXIT_FAILED)
+    return project, loaded, scoped
 
 
 @contextmanager
@@ -105,11 +161,72 @@ def _scoped(overrides: dict[str, dict[str, Any]]) -> Iterator[None]:
         yield
 
 
+def _run_one(
+    name: str,
+    flow_obj: LatentFlow[Any, Any],
+    scoped: dict[str, dict[str, Any]],
+    show_traceback: bool,
+) -> None:
+    from latent.prefect._progress import progress_enabled
+    from latent.prefect._startup import ui_url_of_flow_run
+    from latent.prefect._summary import collect_summary
+
+    console.rule(f"[bold]latent run {name}")
+    started = time.perf_counter()
+    with collect_summary() as summary, _scoped(scoped), progress_enabled():
+        # the hook notes the flow run, so that an interrupt can mark it Crashed
+        hooks = [*flow_obj.on_running_hooks, _interrupt.remember_flow_run]
+        state = flow_obj.with_options(on_running=hooks)(return_state=True)
+        elapsed = time.perf_counter() - started
+        try:
+            state.result()
+        except Exception as exc:
+            _print_summary(name, summary, elapsed, failed=True)
+            _print_flow_run(ui_url_of_flow_run(state.state_details.flow_run_id))
+            if show_traceback:
+                err.print("".join(tb.format_exception(exc)), highlight=False, markup=False)
+            err.print(f"[red]Flow '{name}' failed:[/red] {type(exc).__name__}: {exc}")
+            raise typer.Exit(EXIT_FAILED) from None
+    _print_summary(name, summary, elapsed, failed=False)
+    _print_flow_run(ui_url_of_flow_run(state.state_details.flow_run_id))
+
+
+def _fail(exc: BaseException, show_traceback: bool, code: int = EXIT_USAGE) -> Any:
+    """Print a user mistake once (the traceback only when asked) and exit."""
+    if show_traceback:
+        err.print("".join(tb.format_exception(exc)), highlight=False, markup=False)
+    err.print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)
+    raise typer.Exit(code)
+
+
+def _fail_import(path: Any, exc: BaseException, show_traceback: bool) -> Any:
+    """A flow file that raises on import: where, and the error (the user's own code)."""
+    if show_traceback:
+        err.print("".join(tb.format_exception(exc)), highlight=False, markup=False)
+    else:
+        # the innermost frames in the user's files say where the mistake is
+        frames = [f for f in tb.extract_tb(exc.__traceback__) if "site-packages" not in f.filename]
+        for frame in frames[-3:]:
+            err.print(f"  {frame.filename}:{frame.lineno} {frame.line}", highlight=False)
+    err.print(
+        f"[red]error:[/red] importing {path} failed: {type(exc).__name__}: {exc}"
+        + ("" if show_traceback else " (--traceback shows where)"),
+        highlight=False,
+        soft_wrap=True,
+    )
+    raise typer.Exit(EXIT_FAILED)
+
+
 def _print_summary(name: str, summary: Any, elapsed: float, *, failed: bool) -> None:
-    table = Table(title=f"{name}: {'FAILED' if failed else 'completed'} in {elapsed:.2f} s")
+    rows = summary.grouped()
+    title = f"{name}: {'FAILED' if failed else 'completed'} in {elapsed:.2f} s"
+    if not rows:  # an empty table says nothing: say why there are no rows
+        console.print(f"{title} (no task finished)", highlight=False)
+        return
+    table = Table(title=title)
     for column in ("flow", "task", "status", "calls", "duration (s)"):
         table.add_column(column)
-    for row in summary.grouped():
+    for row in rows:
         style = {"Cached": "cyan", "Failed": "red"}.get(row.status, "green")
         table.add_row(
             row.flow or "-",
@@ -121,6 +238,11 @@ def _print_summary(name: str, summary: Any, elapsed: float, *, failed: bool) -> 
     console.print(table)
 
 
+def _print_flow_run(url: str | None) -> None:
+    if url is not None:
+        console.print(f"Prefect UI: {url}", soft_wrap=True, highlight=False)
+
+
 def _print_where(project: Project) -> None:
     lines = [f"Data:       {project.data_dir}"]
     if project.settings.mlflow.enabled:
@@ -128,6 +250,5 @@ def _print_where(project: Project) -> None:
             f"MLflow UI:  mlflow ui --backend-store-uri {project.tracking_uri}"
             "   (then http://127.0.0.1:5000; needs latent-observe[server])"
         )
-    lines.append("Prefect UI: prefect server start   (then http://127.0.0.1:4200)")
     for line in lines:
         console.print(line, soft_wrap=True, highlight=False)

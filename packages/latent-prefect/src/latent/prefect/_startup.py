@@ -1,0 +1,121 @@
+"""What a top-level run settles before Prefect starts: its checked configuration and its server.
+
+A mistake in the user's configuration must cost a second, not a server start-up: a run checks
+its parameters, typed config and catalog first, then picks the Prefect API it talks to
+(`_server.py`). `latent run` does both for every flow it was given before the first runs; a flow
+called directly (a script, a notebook) does them in `LatentFlow.__call__`.
+
+This module does not import Prefect at import time.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import TYPE_CHECKING, Any
+
+from latent.config import Project
+from latent.prefect._server import (
+    STARTUP_TIMEOUT_ENV,
+    ManagedServer,
+    configured_api_url,
+    startup_timeout,
+)
+
+if TYPE_CHECKING:
+    from latent.prefect._flow import LatentFlow
+
+_chosen: list[str] = []  # the API URL this process itself put in PREFECT_API_URL
+
+#: Defaults that keep a run quiet and off the network (each can be set otherwise by the user).
+QUIET_DEFAULTS = {
+    "DO_NOT_TRACK": "1",  # Prefect's (and MLflow's) client telemetry
+    "PREFECT_SERVER_ANALYTICS_ENABLED": "false",  # an ephemeral server's analytics
+}
+
+
+def quiet_defaults() -> None:
+    """Turn telemetry off unless the user chose otherwise (before Prefect reads its settings)."""
+    for name, value in QUIET_DEFAULTS.items():
+        os.environ.setdefault(name, value)
+
+
+def choose_server(project: Project, *, announce: bool = True) -> str | None:
+    """Point this process, and the processes it starts, at the Prefect API a run uses.
+
+    ``PREFECT_API_URL`` (or the active Prefect profile's) always wins; else ``[prefect] server``:
+    the managed local server (started if needed), a URL, or ``"ephemeral"`` (Prefect's own
+    temporary server, given a start-up bound that holds on a busy machine). Returns the API URL
+    this sets, or None when Prefect's own configuration is left alone.
+    """
+    current = os.environ.get("PREFECT_API_URL")
+    if current and current not in _chosen:
+        return None
+    if not current and configured_api_url():
+        return None
+    setting = project.settings.prefect.server
+    if setting == "ephemeral":
+        bound = str(int(startup_timeout()))
+        os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", bound)
+        return None
+    if setting == "managed":
+        url = ManagedServer().ensure(_print_to_stderr if announce else None).api_url
+    else:
+        url = setting
+    os.environ["PREFECT_API_URL"] = url
+    _chosen[:] = [url]
+    return url
+
+
+def check_flow(flow: LatentFlow[Any, Any], project: Project) -> None:
+    """Raise the LatentConfigError a run of `flow` would: parameters, typed config, catalog."""
+    from latent.prefect._flow import _make_run
+
+    if flow.spec is not None:
+        _make_run(flow.spec, project, nested=False)
+
+
+def prefect_settings_for_call(flow: LatentFlow[Any, Any], project: Project) -> dict[Any, Any]:
+    """Prefect setting overrides for a top-level call of `flow`: config checked, server chosen.
+
+    Prefect read its settings when it was imported, before the server was known; the flow call
+    runs inside `temporary_settings(updates=...)` with these.
+    """
+    from prefect.settings import (
+        PREFECT_API_URL,
+        PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS,
+    )
+
+    check_flow(flow, project)
+    url = choose_server(project)
+    if url is not None:
+        return {PREFECT_API_URL: url}
+    if project.settings.prefect.server == "ephemeral" and not configured_api_url():
+        return {PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS: startup_timeout()}
+    return {}
+
+
+def ui_url_of_flow_run(flow_run_id: Any) -> str | None:
+    """The Prefect UI page of a flow run, when the server it ran on is still up (not ephemeral)."""
+    from prefect.settings import PREFECT_UI_URL
+
+    api = os.environ.get("PREFECT_API_URL") or configured_api_url()
+    if not api:
+        return None
+    ui = PREFECT_UI_URL.value() or api.removesuffix("/api")
+    return f"{ui.rstrip('/')}/runs/flow-run/{flow_run_id}"
+
+
+def _print_to_stderr(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+__all__ = [
+    "QUIET_DEFAULTS",
+    "STARTUP_TIMEOUT_ENV",
+    "check_flow",
+    "choose_server",
+    "prefect_settings_for_call",
+    "quiet_defaults",
+    "ui_url_of_flow_run",
+]

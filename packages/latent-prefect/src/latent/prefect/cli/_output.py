@@ -1,0 +1,66 @@
+"""What `latent run` shows at the default log level, and what only `-v` shows.
+
+Prefect logs one "Finished in state Completed()" line per task run (430 for a 430-row map), and
+background services log tracebacks while the process shuts down (an event consumer cancelled, an
+event batch that could not be flushed to a server that stopped). The summary table and the
+progress bar already say what ran; these records stay in Prefect's UI, out of the terminal.
+"""
+
+from __future__ import annotations
+
+import logging
+
+_verbose = [False]
+
+#: Loggers of Prefect's background services: their shutdown noise is shown with -v only.
+_SERVICE_LOGGERS = (
+    "prefect.events.clients",
+    "prefect._internal.concurrency",
+    "prefect.client",
+    "prefect.task_runner",
+    "EventsWorker",  # "Still processing items: 8 items remaining..." while it flushes at exit
+    "APILogWorker",
+)
+
+
+def configure(*, verbose: bool) -> None:
+    """Choose what the terminal shows for this run (call before the flows run)."""
+    _verbose[0] = verbose
+
+
+def install() -> None:
+    """Attach the filters to Prefect's console handlers (after Prefect set up its logging)."""
+    if _verbose[0]:
+        return
+    console_filter = _QuietConsole()
+    for name in ("", "prefect", "prefect.flow_runs", "prefect.task_runs", *_SERVICE_LOGGERS):
+        for handler in logging.getLogger(name).handlers:
+            if type(handler).__name__ != "APILogHandler" and console_filter not in handler.filters:
+                handler.addFilter(console_filter)
+
+
+class _QuietConsole(logging.Filter):
+    """Drops per-task-run state lines and shutdown tracebacks from the terminal."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.name.startswith(_SERVICE_LOGGERS) or _is_config_error(record):
+            return False
+        if record.name == "prefect.task_runs":  # the summary says how every task ended
+            return not record.getMessage().startswith("Finished in state")
+        # `latent run` says once, with the summary, that the flow failed
+        return not (
+            record.name == "prefect.flow_runs"
+            and record.getMessage().startswith("Finished in state Failed")
+        )
+
+
+def _is_config_error(record: logging.LogRecord) -> bool:
+    """A LatentConfigError the command prints once itself (Prefect logs it per task and flow)."""
+    from latent.config import LatentConfigError
+
+    exc = record.exc_info[1] if record.exc_info else None
+    while exc is not None:
+        if isinstance(exc, LatentConfigError):
+            return True
+        exc = exc.__cause__
+    return False
