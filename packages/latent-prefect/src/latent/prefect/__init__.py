@@ -10,6 +10,8 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
+from latent.prefect import _importpath
+
 __version__ = "0.1.0"
 
 if TYPE_CHECKING:
@@ -60,6 +62,9 @@ def __getattr__(name: str) -> Any:
         raise AttributeError(f"module 'latent.prefect' has no attribute {name!r}")
     # The first public name loads them all, as an eager import did: importing `_flow` and `_task`
     # also installs what they set up (e.g. how latent-cache names project modules).
+    # A flow file run as a script, or a notebook under the project, then imports the project's
+    # own modules (`from flows.common import x`) as under `latent run`.
+    _importpath.add_project_of_main()
     for public, module in _WHERE.items():
         globals()[public] = getattr(importlib.import_module(module), public)
     return globals()[name]
@@ -70,16 +75,10 @@ def __dir__() -> list[str]:
 
 
 def _on_import() -> None:
-    """Telemetry off by default, and the project importable from a script or a notebook.
-
-    Runs before Prefect is imported (Prefect reads its settings then). A flow file run as a
-    script (`python flows/x/flow.py`) or a notebook under the project can then import the
-    project's modules (`from flows.common import x`) as under `latent run`.
-    """
-    from latent.prefect import _importpath, _startup
+    """Telemetry off unless the user chose otherwise, before Prefect reads its settings."""
+    from latent.prefect import _startup
 
     _startup.quiet_defaults()
-    _importpath.add_project_of_main()
 
 
 _on_import()

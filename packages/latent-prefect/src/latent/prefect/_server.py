@@ -27,8 +27,6 @@ import subprocess
 import sys
 import time
 import tomllib
-import urllib.error
-import urllib.request
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -232,10 +230,12 @@ def startup_timeout() -> float:
 
 def healthy(api_url: str, timeout: float) -> bool:
     """Whether the Prefect API at `api_url` answers its health check within `timeout`."""
+    import urllib.request
+
     try:
         with urllib.request.urlopen(f"{api_url}/health", timeout=timeout) as response:
             return bool(response.status == 200)
-    except (OSError, urllib.error.URLError, ValueError):
+    except (OSError, ValueError):  # URLError is an OSError
         return False
 
 

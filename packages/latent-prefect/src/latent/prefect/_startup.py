@@ -5,7 +5,7 @@ its parameters, typed config and catalog first, then picks the Prefect API it ta
 (`_server.py`). `latent run` does both for every flow it was given before the first runs; a flow
 called directly (a script, a notebook) does them in `LatentFlow.__call__`.
 
-This module does not import Prefect at import time.
+This module imports neither Prefect nor the server's module at import time (`latent --help`).
 """
 
 from __future__ import annotations
@@ -14,15 +14,8 @@ import os
 import sys
 from typing import TYPE_CHECKING, Any
 
-from latent.config import Project
-from latent.prefect._server import (
-    STARTUP_TIMEOUT_ENV,
-    ManagedServer,
-    configured_api_url,
-    startup_timeout,
-)
-
 if TYPE_CHECKING:
+    from latent.config import Project
     from latent.prefect._flow import LatentFlow
 
 _chosen: list[str] = []  # the API URL this process itself put in PREFECT_API_URL
@@ -48,6 +41,8 @@ def choose_server(project: Project, *, announce: bool = True) -> str | None:
     temporary server, given a start-up bound that holds on a busy machine). Returns the API URL
     this sets, or None when Prefect's own configuration is left alone.
     """
+    from latent.prefect._server import ManagedServer, configured_api_url, startup_timeout
+
     current = os.environ.get("PREFECT_API_URL")
     if current and current not in _chosen:
         return None
@@ -81,6 +76,7 @@ def prefect_settings_for_call(flow: LatentFlow[Any, Any], project: Project) -> d
     Prefect read its settings when it was imported, before the server was known; the flow call
     runs inside `temporary_settings(updates=...)` with these.
     """
+    from latent.prefect._server import configured_api_url, startup_timeout
     from prefect.settings import (
         PREFECT_API_URL,
         PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS,
@@ -97,6 +93,7 @@ def prefect_settings_for_call(flow: LatentFlow[Any, Any], project: Project) -> d
 
 def ui_url_of_flow_run(flow_run_id: Any) -> str | None:
     """The Prefect UI page of a flow run, when the server it ran on is still up (not ephemeral)."""
+    from latent.prefect._server import configured_api_url
     from prefect.settings import PREFECT_UI_URL
 
     api = os.environ.get("PREFECT_API_URL") or configured_api_url()
@@ -112,7 +109,6 @@ def _print_to_stderr(message: str) -> None:
 
 __all__ = [
     "QUIET_DEFAULTS",
-    "STARTUP_TIMEOUT_ENV",
     "check_flow",
     "choose_server",
     "prefect_settings_for_call",
