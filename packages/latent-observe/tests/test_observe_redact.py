@@ -126,3 +126,12 @@ def test_log_records_are_redacted_for_every_handler() -> None:
     text = stream.getvalue()
     assert "request failed: HTTP 401" in text and "Traceback" in text
     assert "sk-test-123456" not in text
+
+
+def test_warnings_printed_to_stderr_are_redacted() -> None:
+    import warnings
+
+    configure_redaction(patterns=())
+    # What Python prints for a warning is warnings.formatwarning's text.
+    text = warnings.formatwarning(f"retrying after {LEAK}", RuntimeWarning, "flow.py", 3)
+    assert "retrying after HTTP 401" in text and "sk-test-123456" not in text

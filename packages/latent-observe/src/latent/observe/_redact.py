@@ -26,6 +26,7 @@ import logging
 import re
 import threading
 import traceback
+import warnings
 from collections.abc import Iterable
 from typing import Any
 
@@ -134,10 +135,12 @@ def redacted_exception(error: BaseException) -> BaseException:
 
 
 def install_log_redaction() -> None:
-    """Redact every log record of this process as it is created (message and traceback).
+    """Redact every log record of this process as it is created (message and traceback), and
+    every warning printed to stderr.
 
     Works for every logger and handler (Prefect's console and API handlers, MLflow's, the
-    user's), because it wraps the record factory rather than one handler. Idempotent.
+    user's), because it wraps the record factory rather than one handler; warnings go through
+    ``warnings.formatwarning``. Idempotent.
     """
     global _log_redaction_installed
     with _lock:
@@ -145,6 +148,7 @@ def install_log_redaction() -> None:
             return
         _log_redaction_installed = True
         previous = logging.getLogRecordFactory()
+        format_warning = warnings.formatwarning
 
     def factory(*args: Any, **kwargs: Any) -> logging.LogRecord:
         record = previous(*args, **kwargs)
@@ -152,7 +156,11 @@ def install_log_redaction() -> None:
             _redact_record(record)
         return record
 
+    def formatwarning(*args: Any, **kwargs: Any) -> str:
+        return redact_text(format_warning(*args, **kwargs))
+
     logging.setLogRecordFactory(factory)
+    warnings.formatwarning = formatwarning
 
 
 # -- internals -----------------------------------------------------------------------------------
