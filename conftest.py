@@ -28,6 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent / "tests"))
 
 _server: subprocess.Popen[bytes] | None = None
 _home: str | None = None
+_state_dir: str | None = None
 STARTUP_TIMEOUT_S = 240
 
 
@@ -38,7 +39,7 @@ def _free_port() -> int:
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    global _server, _home
+    global _server, _home, _state_dir
     for var in ("LATENT_PROJECT_ROOT", "LATENT_ENVIRONMENT", "MLFLOW_TRACKING_URI"):
         os.environ.pop(var, None)
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
@@ -48,6 +49,11 @@ def pytest_configure(config: pytest.Config) -> None:
     os.environ.setdefault("PREFECT_LOGGING_TO_API_ENABLED", "false")
     # a fresh database on a busy 2-core machine can take longer than the 20 s default
     os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "180")
+    # A process that misses PREFECT_API_URL starts Latent's managed server here, not in the
+    # user's state directory; it is stopped when the session ends.
+    if "LATENT_STATE_DIR" not in os.environ:
+        _state_dir = tempfile.mkdtemp(prefix="latent-tests-state-")
+        os.environ["LATENT_STATE_DIR"] = _state_dir
     if "PREFECT_API_URL" in os.environ or hasattr(config, "workerinput"):
         return
     _home = tempfile.mkdtemp(prefix="latent-tests-prefect-")
@@ -118,6 +124,11 @@ def new_project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Cal
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
+    if _state_dir is not None:
+        from latent.prefect._server import ManagedServer
+
+        ManagedServer(Path(_state_dir)).stop()
+        shutil.rmtree(_state_dir, ignore_errors=True)
     if _server is not None and _server.poll() is None:
         os.killpg(_server.pid, signal.SIGTERM)
         try:
