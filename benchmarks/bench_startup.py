@@ -191,6 +191,8 @@ def main() -> None:
         for _ in range(n):  # alternate, so load drift hits both sides alike
             latent_one.append(_timed([latent, "run", "one"], project, env))
             bare_one.append(_timed([sys.executable, "bare.py"], project, env))
+        python_alone = _median([sys.executable, "-c", "pass"], project, env, n)
+        prefect_import = _median([sys.executable, "-c", "import prefect"], project, env, n)
         cached = _median([latent, "run", "answer", "metrics"], example, env, n)
         syntax = _median([latent, "run", "broken"], project, env, n, expect=2)
         typed = _median([latent, "run", "typed"], project, env, n, expect=2)
@@ -203,6 +205,8 @@ def main() -> None:
     print()
     title = f"whole process, seconds ({n} runs each)"
     print(f"{title:<58} {'median':>7} {'min':>7} {'max':>7}  goal")
+    print(_row("for scale: python -c pass", python_alone, ""))
+    print(_row("for scale: python -c 'import prefect'", prefect_import, ""))
     print(_row("one-task flow: latent run (managed server up)", latent_one, ""))
     print(_row("one-task flow: bare Prefect script (ephemeral server)", bare_one, ""))
     verdict = "met" if ratio >= 3 else "NOT met"

@@ -200,3 +200,13 @@ def test_first_start_succeeds_with_both_cores_busy(managed: Managed, tmp_path: P
             process.wait()
     assert "Prefect UI: http://127.0.0.1:" in out
     assert project.calls().count("double") == 3
+
+
+def test_an_unreachable_prefect_api_is_named_with_the_fix(managed: Managed, tmp_path: Path) -> None:
+    project = managed.project(tmp_path / "proj")
+    managed.env["PREFECT_API_URL"] = "http://127.0.0.1:9/api"  # nothing listens there
+    result = managed.latent(project, "run", "hello")
+    assert result.returncode == 1, result.stdout
+    assert "http://127.0.0.1:9/api (from PREFECT_API_URL) does not answer" in result.stdout
+    assert '[prefect] server = "managed"' in result.stdout and "Traceback" not in result.stdout
+    assert project.calls() == [] and managed.servers() == []

@@ -62,6 +62,36 @@ def choose_server(project: Project, *, announce: bool = True) -> str | None:
     return url
 
 
+def check_reachable() -> None:
+    """Fail with a readable message when the local Prefect API a run will use does not answer.
+
+    Only local addresses are checked (a remote or Cloud API may need credentials for its health
+    check); without this, Prefect retries for a minute and ends in a bare `ConnectError`.
+    """
+    from urllib.parse import urlsplit
+
+    from latent.prefect._server import configured_api_url, healthy
+    from latent.prefect.errors import PrefectServerError
+
+    url = configured_api_url()
+    if not url or urlsplit(url).hostname not in ("127.0.0.1", "localhost", "::1"):
+        return
+    if healthy(url, timeout=10.0):
+        return
+    source = (
+        "our managed server"
+        if url in _chosen
+        else "PREFECT_API_URL"
+        if os.environ.get("PREFECT_API_URL")
+        else "the active Prefect profile"
+    )
+    raise PrefectServerError(
+        f"The Prefect API at {url} (from {source}) does not answer its health check. Start that "
+        "server, or unset PREFECT_API_URL so that Latent starts and uses its own local server "
+        '(`[prefect] server = "managed"`, the default).'
+    )
+
+
 def check_flow(flow: LatentFlow[Any, Any], project: Project) -> None:
     """Raise the LatentConfigError a run of `flow` would: parameters, typed config, catalog."""
     from latent.prefect._flow import _make_run
@@ -110,6 +140,7 @@ def _print_to_stderr(message: str) -> None:
 __all__ = [
     "QUIET_DEFAULTS",
     "check_flow",
+    "check_reachable",
     "choose_server",
     "prefect_settings_for_call",
     "quiet_defaults",

@@ -17,6 +17,7 @@ from contextlib import ExitStack, contextmanager
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from latent.prefect._importpath import add_project_root
@@ -131,7 +132,7 @@ def _prepare(
             _fail(exc, show_traceback)
         except Exception as exc:
             _fail_import(path, exc, show_traceback)
-    from latent.prefect._startup import check_flow, choose_server
+    from latent.prefect._startup import check_flow, check_reachable, choose_server
 
     _output.install()  # Prefect, imported with the flow files, has set up its logging
     try:  # overrides and typed config need each flow's `config_schema`, hence its file
@@ -145,6 +146,7 @@ def _prepare(
         _fail(exc, show_traceback)
     try:
         choose_server(project)
+        check_reachable()
     except PrefectServerError as exc:
         _fail(exc, show_traceback, code=EXIT_FAILED)
     return project, loaded, scoped
@@ -185,7 +187,10 @@ def _run_one(
             _print_flow_run(ui_url_of_flow_run(state.state_details.flow_run_id))
             if show_traceback:
                 err.print("".join(tb.format_exception(exc)), highlight=False, markup=False)
-            err.print(f"[red]Flow '{name}' failed:[/red] {type(exc).__name__}: {exc}")
+            err.print(
+                f"[red]Flow '{name}' failed:[/red] {type(exc).__name__}: {escape(str(exc))}",
+                highlight=False,
+            )
             raise typer.Exit(EXIT_FAILED) from None
     _print_summary(name, summary, elapsed, failed=False)
     _print_flow_run(ui_url_of_flow_run(state.state_details.flow_run_id))
@@ -195,7 +200,7 @@ def _fail(exc: BaseException, show_traceback: bool, code: int = EXIT_USAGE) -> A
     """Print a user mistake once (the traceback only when asked) and exit."""
     if show_traceback:
         err.print("".join(tb.format_exception(exc)), highlight=False, markup=False)
-    err.print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)
+    err.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False, soft_wrap=True)
     raise typer.Exit(code)
 
 
@@ -207,9 +212,11 @@ def _fail_import(path: Any, exc: BaseException, show_traceback: bool) -> Any:
         # the innermost frames in the user's files say where the mistake is
         frames = [f for f in tb.extract_tb(exc.__traceback__) if "site-packages" not in f.filename]
         for frame in frames[-3:]:
-            err.print(f"  {frame.filename}:{frame.lineno} {frame.line}", highlight=False)
+            err.print(
+                f"  {frame.filename}:{frame.lineno} {frame.line}", highlight=False, markup=False
+            )
     err.print(
-        f"[red]error:[/red] importing {path} failed: {type(exc).__name__}: {exc}"
+        f"[red]error:[/red] importing {path} failed: {type(exc).__name__}: {escape(str(exc))}"
         + ("" if show_traceback else " (--traceback shows where)"),
         highlight=False,
         soft_wrap=True,

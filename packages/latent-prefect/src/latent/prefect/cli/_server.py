@@ -6,6 +6,7 @@ import datetime as dt
 from typing import TYPE_CHECKING
 
 import typer
+from rich.markup import escape
 
 from latent.prefect.cli._app import app, console, err
 
@@ -26,9 +27,11 @@ def start() -> None:
     from latent.prefect.errors import PrefectServerError
 
     try:
-        info = ManagedServer().ensure(announce=lambda message: err.print(message, soft_wrap=True))
+        info = ManagedServer().ensure(
+            announce=lambda message: err.print(message, soft_wrap=True, markup=False)
+        )
     except PrefectServerError as exc:
-        err.print(f"[red]error:[/red] {exc}", soft_wrap=True, highlight=False)
+        err.print(f"[red]error:[/red] {escape(str(exc))}", soft_wrap=True, highlight=False)
         raise typer.Exit(1) from None
     _describe(info)
 
