@@ -45,6 +45,8 @@ class _QuietConsole(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         if record.name.startswith(_SERVICE_LOGGERS) or _is_config_error(record):
             return False
+        if "'remember_flow_run'" in record.getMessage():
+            return False  # `latent run`'s own hook (it notes the flow run for Ctrl-C)
         if record.name == "prefect.task_runs":  # the summary says how every task ended
             return not record.getMessage().startswith("Finished in state")
         # `latent run` says once, with the summary, that the flow failed
