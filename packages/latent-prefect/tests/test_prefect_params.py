@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Iterator
+from contextlib import contextmanager
 
 import pytest
 from project_dir import ProjectDir
@@ -146,27 +147,33 @@ class _Warnings(logging.Handler):
         self.messages.append(record.getMessage())
 
 
-@pytest.fixture
+@contextmanager
 def warnings_seen() -> Iterator[_Warnings]:
+    """Warnings of Latent's and Prefect's run loggers while the block runs.
+
+    Enter it after the flow is loaded: importing a flow configures Prefect's logging, which
+    replaces the handlers of its loggers.
+    """
     handler = _Warnings()
     loggers = [logging.getLogger(name) for name in ("latent", "prefect.flow_runs")]
     for lg in loggers:
         lg.addHandler(handler)
-    yield handler
-    for lg in loggers:
-        lg.removeHandler(handler)
+    try:
+        yield handler
+    finally:
+        for lg in loggers:
+            lg.removeHandler(handler)
 
 
-def test_a_flow_without_schema_warns_once_about_keys_nothing_read(
-    project: ProjectDir, warnings_seen: _Warnings
-) -> None:
+def test_a_flow_without_schema_warns_once_about_keys_nothing_read(project: ProjectDir) -> None:
     _pipeline(project)
     project.write("flows/evaluate/parameters.yaml", "threshold: 0.5\nthreshhold: 0.7\n")
     evaluate = project.load("evaluate")
-    evaluate()
-    evaluate()  # the second run reads from the cache: still nothing reads 'threshhold'
-    unread = [m for m in warnings_seen.messages if "never read" in m]
-    assert len(unread) == 1, warnings_seen.messages
+    with warnings_seen() as seen:
+        evaluate()
+        evaluate()  # the second run reads from the cache: still nothing reads 'threshhold'
+    unread = [m for m in seen.messages if "never read" in m]
+    assert len(unread) == 1, seen.messages
     assert "'threshhold'" in unread[0] and "It read 'threshold'" in unread[0]
     assert "'threshold'," not in unread[0]  # the key it read is not reported
 

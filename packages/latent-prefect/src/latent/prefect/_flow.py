@@ -169,7 +169,7 @@ _warned_unread: set[tuple[str, tuple[str, ...]]] = set()
 
 def _warn_unread(spec: FlowSpec, run: RunConfig, reads: set[str]) -> None:
     """Once per process: the flow's own keys that nothing read (a schema would catch typos)."""
-    if spec.config_schema is not None:
+    if spec.config_schema is not None or not _reads_are_seen():
         return
     own = run.project.own_parameter_keys(
         spec.name if run.project.has_flow(spec.name) else "", _runtime.overrides_for(spec.name)
@@ -186,6 +186,14 @@ def _warn_unread(spec: FlowSpec, run: RunConfig, reads: set[str]) -> None:
         f"flows/{spec.name}/parameters.yaml or --param.{hints} A typo? Give the flow a "
         "config_schema to have unknown keys rejected before it runs."
     )
+
+
+def _reads_are_seen() -> bool:
+    """Whether every task's reads reach this process: not so in worker processes (Dask, Ray)."""
+    from prefect.context import FlowRunContext
+
+    runner = getattr(FlowRunContext.get(), "task_runner", None)
+    return runner is None or _shipped.runs_in_this_process(runner)
 
 
 def _load_inputs(spec: FlowSpec, run: RunConfig, bound: inspect.BoundArguments) -> None:
