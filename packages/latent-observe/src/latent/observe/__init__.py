@@ -15,15 +15,36 @@ from latent.observe._logging import (
 )
 from latent.observe._redact import configure_redaction, redact_text
 from latent.observe._remote import TraceLink, continue_trace, trace_link
+from latent.observe._results import (
+    log_artifact,
+    log_dataset,
+    log_metric,
+    log_metrics,
+    log_outputs,
+    log_table,
+)
 from latent.observe._settings import configure_tracking, tracking_warnings
-from latent.observe._spans import SPAN_TYPES, SpanHandle, span, validate_span_type
+from latent.observe._spans import (
+    CACHED_SPANS_PER_MAP,
+    SPAN_TYPES,
+    SpanHandle,
+    cached_rows,
+    cached_span,
+    record_span,
+    row_span_name,
+    span,
+    task_attributes,
+    token_usage,
+    validate_span_type,
+)
 from latent.observe._summary import redact, summarize
-from latent.observe._tracking import FlowRunHandle, flow_run, record_task
+from latent.observe._tracking import FlowRunHandle, current_run, flow_run, record_task
 from latent.observe.errors import TaskExecutionError
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "CACHED_SPANS_PER_MAP",
     "SPAN_TYPES",
     "FlowLogger",
     "FlowRunHandle",
@@ -31,19 +52,32 @@ __all__ = [
     "TaskExecutionError",
     "TraceLink",
     "bind_names",
+    "cached_rows",
+    "cached_span",
     "configure_redaction",
     "configure_tracking",
     "continue_trace",
     "current_names",
+    "current_run",
     "flow_run",
     "get_flow_logger",
+    "log_artifact",
+    "log_dataset",
+    "log_metric",
+    "log_metrics",
+    "log_outputs",
+    "log_table",
     "logger",
+    "record_span",
     "record_task",
     "redact",
     "redact_text",
+    "row_span_name",
     "set_logger_provider",
     "span",
     "summarize",
+    "task_attributes",
+    "token_usage",
     "trace_link",
     "tracking_warnings",
     "validate_span_type",

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import threading
 import time
 import urllib.error
@@ -20,6 +21,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 from urllib.parse import unquote, urlparse
 
+from latent.observe import _mlflow_compat
 from latent.observe._redact import redacted_exception
 
 # MLflow's own limits (mlflow.utils.validation); log_batch rejects more per call.
@@ -140,7 +142,8 @@ class Backend:
             else:
                 os.environ[ENV_TRACKING_URI] = before
 
-    def experiment_id(self, name: str) -> str:
+    def experiment_id(self, name: str, artifact_root: str | None = None) -> str:
+        """The experiment `name`, created on first use with artifacts under `artifact_root`."""
         with self._lock:
             if name in self._experiments:
                 return self._experiments[name]
@@ -148,8 +151,9 @@ class Backend:
             if experiment is not None and experiment.lifecycle_stage == "deleted":
                 self.client.restore_experiment(experiment.experiment_id)
             if experiment is None:
+                location = experiment_artifact_location(artifact_root, name)
                 try:
-                    experiment_id = self.client.create_experiment(name)
+                    experiment_id = self.client.create_experiment(name, artifact_location=location)
                 except Exception:  # another process created it first
                     found = self.client.get_experiment_by_name(name)
                     if found is None:
@@ -184,6 +188,46 @@ class Backend:
         for start in range(0, len(items), MAX_METRICS_PER_BATCH):
             self.client.log_batch(run_id, metrics=items[start : start + MAX_METRICS_PER_BATCH])
 
+    def set_tags(self, run_id: str, tags: Mapping[str, str]) -> None:
+        from mlflow.entities import RunTag
+
+        items = [RunTag(key, value[:MAX_TAG_VALUE_LEN]) for key, value in tags.items()]
+        if items:
+            self.client.log_batch(run_id, tags=items)
+
+    def log_table(self, run_id: str, data: Any, artifact_file: str) -> None:
+        self.client.log_table(run_id, data=data, artifact_file=artifact_file)
+
+    def log_artifact(self, run_id: str, path: str, artifact_path: str | None) -> None:
+        self.client.log_artifact(run_id, path, artifact_path)
+
+    def log_dataset(
+        self,
+        run_id: str,
+        *,
+        name: str,
+        digest: str,
+        source: str,
+        source_type: str,
+        context: str,
+        schema: str | None,
+        profile: str | None,
+    ) -> None:
+        """Record a dataset the run read or wrote (MLflow's run inputs, tagged with `context`)."""
+        from mlflow.entities import Dataset, DatasetInput, InputTag
+        from mlflow.utils.mlflow_tags import MLFLOW_DATASET_CONTEXT
+
+        dataset = Dataset(
+            name=name,
+            digest=digest,
+            source_type=source_type,
+            source=source,
+            schema=schema,
+            profile=profile,
+        )
+        tags = [InputTag(MLFLOW_DATASET_CONTEXT, context)]
+        self.client.log_inputs(run_id, datasets=[DatasetInput(dataset, tags)])
+
     def end_run(self, run_id: str, *, failed: bool) -> None:
         self.client.set_terminated(run_id, "FAILED" if failed else "FINISHED")
 
@@ -197,6 +241,7 @@ class Backend:
         attributes: Mapping[str, Any],
         experiment_id: str | None = None,
         run_id: str | None = None,
+        start_time_ns: int | None = None,
     ) -> Any:
         """Start a span under `parent` (a new trace linked to `run_id` when parent is None)."""
         metadata = {SOURCE_RUN_METADATA: run_id} if parent is None and run_id else None
@@ -208,30 +253,46 @@ class Backend:
             attributes=dict(attributes),
             metadata=metadata,
             experiment_id=experiment_id if parent is None else None,
+            start_time_ns=start_time_ns,
         )
 
     @contextlib.contextmanager
     def current_span(self, span: Any) -> Iterator[None]:
         """Make `span` MLflow's current span here, so `mlflow.start_span` calls nest under it."""
-        manager: contextlib.AbstractContextManager[Any]
-        try:
-            from mlflow.tracing.provider import safe_set_span_in_context
-
-            manager = safe_set_span_in_context(span)
-        except Exception:  # a private MLflow helper: if it moves, spans still record
-            manager = contextlib.nullcontext()
-        with manager:
+        with _mlflow_compat.span_in_context(span):
             yield
 
     @staticmethod
-    def end_span(span: Any, *, outputs: Any, error: BaseException | None) -> None:
+    def end_span(
+        span: Any, *, outputs: Any, error: BaseException | None, end_ns: int | None = None
+    ) -> None:
         if error is not None and isinstance(error, Exception):
             span.record_exception(redacted_exception(error))
-        span.end(outputs=outputs)
+        span.end(outputs=outputs, end_time_ns=end_ns)
 
     def flush_traces(self) -> None:
         """Wait for MLflow's background trace writer, so a finished run can be read back."""
         self.mlflow.flush_trace_async_logging()
+
+
+def experiment_artifact_location(artifact_root: str | None, experiment: str) -> str | None:
+    """Where a new experiment keeps its artifacts: ``<root>/<experiment name>``; None = MLflow's."""
+    if not artifact_root:
+        return None
+    safe = re.sub(r"[^\w.-]", "_", experiment) or "experiment"
+    if "://" in artifact_root:
+        return f"{artifact_root.rstrip('/')}/{safe}"
+    return str(Path(artifact_root).expanduser().resolve() / safe)
+
+
+def default_artifact_root(tracking_uri: str) -> str | None:
+    """Beside a local SQLite store (`.latent/artifacts`); a server's own default otherwise."""
+    if not tracking_uri.startswith("sqlite:///"):
+        return None
+    path = unquote(urlparse(tracking_uri).path)
+    if not path or path == "/:memory:":
+        return None
+    return str(Path(path).parent / "artifacts")
 
 
 def now_ms() -> int:

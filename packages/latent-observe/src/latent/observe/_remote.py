@@ -14,11 +14,12 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
+from latent.observe import _mlflow, _mlflow_compat
 from latent.observe._mlflow import Backend
 from latent.observe._settings import current_settings, emit_warning
 from latent.observe._tracking import (
@@ -28,6 +29,7 @@ from latent.observe._tracking import (
     SpanNode,
     _active_lock,
     _active_runs,
+    connect,
     resolve,
 )
 
@@ -48,10 +50,10 @@ class TraceLink:
 def trace_link() -> TraceLink | None:
     """A link to the current span of the recorded flow run; None when nothing is recorded."""
     run, parent, _ = resolve()
-    backend = run.backend if run is not None else None
-    if run is None or backend is None or parent is None or parent.live is None:
+    if run is None or not run.recording or parent is None or not run.wait_ready():
         return None
-    if run.run_id is None or run.experiment_id is None:
+    backend = run.backend
+    if backend is None or parent.live is None or run.run_id is None or run.experiment_id is None:
         return None
     traceparent = _traceparent(parent.live)
     if traceparent is None:
@@ -80,12 +82,20 @@ class LinkedRunHandle(FlowRunHandle):
 
     _warned_runs: ClassVar[set[str]] = set()  # linked runs this process has warned about
     _warned_lock: ClassVar[threading.Lock] = threading.Lock()
+    inline_ops = True
 
     def __init__(self, link: TraceLink, backend: Backend) -> None:
         super().__init__(link.flow_name, None)
-        self.run_id = link.run_id
-        self.experiment_id = link.experiment_id
+        self._run_id = link.run_id
+        self._experiment_id = link.experiment_id
         self._backend = backend
+        self._opened.set_result(None)
+
+    def log_metrics(self, metrics: Mapping[str, float], step: int | None) -> None:
+        """A user's metrics from a worker go straight to the flow's run."""
+        timestamp = _mlflow.now_ms()
+        batch = [(key, value, timestamp, step or 0) for key, value in metrics.items()]
+        self.submit("log metrics", lambda backend, run_id: backend.log_metrics(run_id, batch))
 
     def record(self, task: str, **_: Any) -> None:
         """Workers report task metrics back to the flow's process instead (module docstring)."""
@@ -95,6 +105,7 @@ class LinkedRunHandle(FlowRunHandle):
 
     def degrade(self, message: str) -> None:
         self._backend = None
+        self._failed = True
         with LinkedRunHandle._warned_lock:
             if self.run_id in LinkedRunHandle._warned_runs:
                 return
@@ -156,49 +167,15 @@ _remote_traces = _RemoteTraces()
 
 
 def _context_api() -> Any:
-    """The OpenTelemetry context MLflow's tracer reads (its own, unless unified with OTel's)."""
-    try:
-        from mlflow.tracing.provider import get_context_api
-
-        return get_context_api()
-    except ImportError:  # an MLflow without the split: the global OpenTelemetry context
-        from opentelemetry import context
-
-        return context
+    return _mlflow_compat.tracing_context_api()
 
 
 def _register_remote_trace(otel_trace_id: int, experiment_id: str) -> bool:
-    """Tell MLflow's trace manager about a trace whose root lives in another process.
-
-    The same registration MLflow's ``set_tracing_context_from_http_request_headers`` makes, but
-    held for as long as this process has tasks in the trace (MLflow's helper drops it on exit,
-    before its batch exporter has sent the spans), and located in the run's experiment. False
-    when the trace is already this process's own (work that never left the flow's process).
-    """
-    from mlflow.entities.trace_info import TraceInfo, TraceState
-    from mlflow.entities.trace_location import TraceLocation
-    from mlflow.tracing.trace_manager import InMemoryTraceManager
-    from mlflow.tracing.utils import generate_mlflow_trace_id_from_otel_trace_id
-
-    manager = InMemoryTraceManager.get_instance()
-    trace_id = generate_mlflow_trace_id_from_otel_trace_id(otel_trace_id)
-    with manager.get_trace(trace_id) as existing:
-        if existing is not None:
-            return False
-    info = TraceInfo(
-        trace_id=trace_id,
-        trace_location=TraceLocation.from_experiment_id(experiment_id),
-        request_time=None,  # type: ignore[arg-type]  # set by the flow's process, which owns it
-        state=TraceState.IN_PROGRESS,
-    )
-    manager.register_trace(otel_trace_id, info, is_remote_trace=True)
-    return True
+    return _mlflow_compat.register_remote_trace(otel_trace_id, experiment_id)
 
 
 def _forget_remote_trace(otel_trace_id: int) -> None:
-    from mlflow.tracing.trace_manager import InMemoryTraceManager
-
-    InMemoryTraceManager.get_instance().pop_trace(otel_trace_id)
+    _mlflow_compat.forget_remote_trace(otel_trace_id)
 
 
 _backends: dict[str, Backend | None] = {}
@@ -213,7 +190,7 @@ def _backend_for(link: TraceLink) -> Backend | None:
         if link.tracking_uri in _backends:
             return _backends[link.tracking_uri]
         try:
-            backend: Backend | None = Backend.for_uri(
+            backend: Backend | None = connect(
                 link.tracking_uri, current_settings().connect_timeout_s
             )
         except Exception as exc:
@@ -277,7 +254,7 @@ def continue_trace(link: TraceLink | None) -> Iterator[None]:
         handle.degrade(f"MLflow could not continue the flow's trace ({exc})")
         yield
         return
-    node = SpanNode(None, handle, fallback=False)
+    node = SpanNode(handle, name=link.flow_name, remote=True)
     handle._root = node
     run_token, span_token = _RUN.set(handle), _SPAN.set(node)
     try:

@@ -8,6 +8,9 @@ import threading
 from dataclasses import dataclass
 
 ENABLED_ENV = "LATENT_MLFLOW_ENABLED"
+ARTIFACTS_ENV = "LATENT_MLFLOW_ARTIFACT_LOCATION"
+#: Rows of a DataFrame logged as an MLflow table (`log_table`, task and flow outputs).
+MAX_TABLE_ROWS = 10_000
 _FALSE_WORDS = frozenset({"0", "false", "no", "off"})
 
 _log = logging.getLogger("latent.observe")
@@ -22,6 +25,8 @@ class TrackingSettings:
     experiment_prefix: str = ""
     environment: str | None = None
     connect_timeout_s: float = 3.0
+    artifact_location: str | None = None
+    max_table_rows: int = MAX_TABLE_ROWS
 
 
 _settings = TrackingSettings()
@@ -36,11 +41,17 @@ def configure_tracking(
     experiment_prefix: str = "",
     environment: str | None = None,
     connect_timeout_s: float = 3.0,
+    artifact_location: str | None = None,
+    max_table_rows: int = MAX_TABLE_ROWS,
 ) -> None:
     """Set the process-wide MLflow defaults used by every later `flow_run`.
 
     `tracking_uri=None` means MLflow's own default (``MLFLOW_TRACKING_URI`` or its built-in).
     The environment variable ``LATENT_MLFLOW_ENABLED=0`` disables tracking whatever is set here.
+    `artifact_location` (a directory or an fsspec/MLflow URL; ``LATENT_MLFLOW_ARTIFACT_LOCATION``
+    wins) is where new experiments keep artifacts (tables, files); by default ``artifacts/``
+    beside a local SQLite store, so nothing lands in ``./mlruns`` of the working directory.
+    `max_table_rows` bounds the rows of each table logged.
     """
     global _settings
     _settings = TrackingSettings(
@@ -49,11 +60,18 @@ def configure_tracking(
         experiment_prefix=experiment_prefix,
         environment=environment,
         connect_timeout_s=connect_timeout_s,
+        artifact_location=artifact_location,
+        max_table_rows=max_table_rows,
     )
 
 
 def current_settings() -> TrackingSettings:
     return _settings
+
+
+def artifact_location() -> str | None:
+    """Where new experiments keep artifacts: ``LATENT_MLFLOW_ARTIFACT_LOCATION`` > configured."""
+    return os.environ.get(ARTIFACTS_ENV) or _settings.artifact_location
 
 
 def tracking_enabled() -> bool:

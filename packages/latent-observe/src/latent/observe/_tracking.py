@@ -1,5 +1,12 @@
 """Flow runs as MLflow runs, with batched task metrics and a root span per flow.
 
+MLflow is off the critical path: a flow run's MLflow run is opened on the background thread
+(`_background`), so importing MLflow and opening its store overlap the flow's first tasks. Spans
+that start before the run is open are kept as *pending* nodes (name, inputs, times, outputs) and
+replayed, with their own timestamps, once it is; metrics are buffered anyway. Whoever needs the
+run itself (`run_id`, a trace link for a worker process, `mlflow.log_metric` in user code) waits
+for the opening, with a bound.
+
 State lives in context variables, so concurrent flows do not see each other and Prefect's worker
 threads (which copy the context) see their flow. A plain ``ThreadPoolExecutor`` does not copy
 it: a thread with no context of its own falls back to the process's single active flow run.
@@ -9,40 +16,178 @@ Every MLflow problem becomes one warning per top-level flow run; the flow body a
 from __future__ import annotations
 
 import functools
+import getpass
 import importlib.metadata
 import json
+import math
+import numbers
 import os
 import re
 import subprocess
+import sys
 import threading
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from concurrent.futures import Future
 from contextlib import contextmanager, suppress
 from contextvars import ContextVar
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
-from latent.observe import _mlflow
+from latent.observe import _background, _mlflow, _mlflow_compat
 from latent.observe._mlflow import Backend, TrackingUnavailable
-from latent.observe._settings import current_settings, emit_warning, tracking_enabled
+from latent.observe._settings import (
+    artifact_location,
+    current_settings,
+    emit_warning,
+    tracking_enabled,
+)
 from latent.observe._summary import redact, summarize
 
 #: Metrics are sent with one `log_batch` per this many records, or per this many seconds.
 FLUSH_EVERY_RECORDS = 1000
 FLUSH_EVERY_SECONDS = 30.0
+#: How long anything waits for a run to open (importing MLflow on a loaded machine: ~10 s).
+OPEN_WAIT_S = 120.0
 
 _METRIC_UNSAFE = re.compile(r"[^\w\-. /:]")
+_span_lock = threading.RLock()  # guards pending spans and their replay
 
 
 class SpanNode:
-    """A live MLflow span and the run it belongs to; `fallback` when reached without context."""
+    """A span of a flow run: live in MLflow, pending (run not open yet), or another process's.
 
-    __slots__ = ("fallback", "live", "run")
+    `fallback` marks a span reached without context (see the module docstring); `remote`, the
+    stand-in for a span of another process that a worker's spans continue (see `_remote`).
+    """
 
-    def __init__(self, live: Any, run: FlowRunHandle, fallback: bool) -> None:
-        self.live = live
+    __slots__ = (
+        "attributes",
+        "end_ns",
+        "error",
+        "fallback",
+        "inputs",
+        "live",
+        "name",
+        "outputs",
+        "parent",
+        "pending",
+        "remote",
+        "root_of",
+        "run",
+        "span_type",
+        "start_ns",
+    )
+
+    def __init__(
+        self,
+        run: FlowRunHandle,
+        *,
+        name: str = "",
+        span_type: str = "CHAIN",
+        parent: SpanNode | None = None,
+        inputs: Any = None,
+        attributes: Mapping[str, Any] | None = None,
+        fallback: bool = False,
+        remote: bool = False,
+        root_of: FlowRunHandle | None = None,
+    ) -> None:
         self.run = run
+        self.name = name
+        self.span_type = span_type
+        self.parent = parent
+        self.inputs = inputs
+        self.attributes: dict[str, Any] = dict(attributes or {})
         self.fallback = fallback
+        self.remote = remote
+        self.root_of = root_of
+        self.live: Any = None
+        self.pending = False
+        self.start_ns = time.time_ns()
+        self.end_ns: int | None = None
+        self.outputs: Any = None
+        self.error: BaseException | None = None
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Start in MLflow now if the run is open, else keep it pending until it is."""
+        run = self.run
+        with _span_lock:
+            if not run.ready:
+                self.pending = True
+                run._pending.append(self)
+                return
+        if run._backend is not None and self._parent_ready():
+            self._materialize(run._backend)
+            self._end_if_ended()
+
+    def set_attribute(self, key: str, value: Any) -> None:
+        with _span_lock:
+            self.attributes[key] = value
+            live = self.live
+        if live is not None:
+            try:
+                live.set_attribute(key, value)
+            except Exception:
+                self.live = None  # a broken span must not break the task
+
+    def end(self, outputs: Any, error: BaseException | None) -> None:
+        with _span_lock:
+            self.outputs, self.error = outputs, error
+            self.end_ns = time.time_ns()
+            if self.pending:
+                return
+            live = self.live
+        if live is not None:
+            _end_live(self.run, live, outputs, error)
+
+    # -- replay ------------------------------------------------------------------------------
+
+    def _parent_ready(self) -> bool:
+        parent = self.parent
+        return parent is None or parent.remote or parent.live is not None
+
+    def _materialize(self, backend: Backend) -> None:
+        """Start the MLflow span, with the recorded start time."""
+        parent = self.parent
+        run = self.root_of
+        new_trace = run is not None and parent is None  # a remote parent owns the trace
+        attributes = dict(self.attributes)
+        if run is not None:
+            attributes["latent.run_id"] = run._run_id
+        try:
+            self.live = backend.start_span(
+                self.name,
+                self.span_type,
+                parent=parent.live if parent is not None and not parent.remote else None,
+                inputs=self.inputs,
+                attributes=attributes,
+                experiment_id=run._experiment_id if new_trace and run is not None else None,
+                run_id=run._run_id if new_trace and run is not None else None,
+                start_time_ns=self.start_ns,
+            )
+        except Exception as exc:
+            self.run.degrade(f"MLflow could not start span '{self.name}' ({exc})")
+
+    def _end_if_ended(self) -> None:
+        if self.live is not None and self.end_ns is not None:
+            _end_live(self.run, self.live, self.outputs, self.error, end_ns=self.end_ns)
+
+
+def _end_live(
+    run: FlowRunHandle,
+    live: Any,
+    outputs: Any,
+    error: BaseException | None,
+    *,
+    end_ns: int | None = None,
+) -> None:
+    try:
+        Backend.end_span(live, outputs=outputs, error=error, end_ns=end_ns)
+    except Exception as exc:
+        run.degrade(f"MLflow could not end a span ({exc})")
 
 
 _RUN: ContextVar[FlowRunHandle | None] = ContextVar("latent_observe_run", default=None)
@@ -52,17 +197,28 @@ _active_lock = threading.Lock()
 
 
 class FlowRunHandle:
-    """What `flow_run` yields: the MLflow run's ids, and whether it is being recorded."""
+    """What `flow_run` yields: the MLflow run's ids, and whether it is being recorded.
+
+    `run_id`, `experiment_id` and `active` wait for the run to open (see the module docstring);
+    `ready` and `recording` never wait.
+    """
+
+    #: Run `submit`ted work in the caller's thread (a worker process's view of the flow's run).
+    inline_ops = False
+    #: Wait for the run before entering a pending span (see `_current_span`).
+    nest_user_spans = False
 
     def __init__(self, flow_name: str, parent: FlowRunHandle | None) -> None:
         self.flow_name = flow_name
         self.parent = parent
-        self.run_id: str | None = None
-        self.experiment_id: str | None = None
+        self._run_id: str | None = None
+        self._experiment_id: str | None = None
         self._top: FlowRunHandle = parent._top if parent is not None else self
         self._backend: Backend | None = None
+        self._failed = False
         self._warned = False  # meaningful on the top-level run only
         self._ended = False
+        self._opened: Future[None] = Future()
         self._lock = threading.Lock()
         self._metrics: list[tuple[str, float, int, int]] = []
         self._steps: dict[str, int] = {}
@@ -70,26 +226,77 @@ class FlowRunHandle:
         self._last_flush = time.monotonic()
         self._root: SpanNode | None = None
         self._open_spans: list[SpanNode] = []
+        self._pending: list[SpanNode] = []
+        self._ops: list[Future[Any]] = []
+        self._active_run: Any = None
+        self._root_node: SpanNode | None = None
+        self._outputs: Any = None
+
+    # -- state -------------------------------------------------------------------------------
+
+    @property
+    def ready(self) -> bool:
+        """True once opening finished (recorded or not); never waits."""
+        return self._opened.done()
+
+    @property
+    def recording(self) -> bool:
+        """True unless tracking is off, failed or the run ended; never waits."""
+        return not self._failed and not self._ended
+
+    def wait_ready(self, timeout_s: float = OPEN_WAIT_S) -> bool:
+        """Wait (bounded) until the run is open; True if it is being recorded."""
+        if not self.ready and _background.in_background():
+            return False  # the background thread must not wait on its own queue
+        try:
+            self._opened.result(timeout=timeout_s)
+        except Exception:
+            return False
+        return self._backend is not None and not self._ended
+
+    @property
+    def run_id(self) -> str | None:
+        self.wait_ready()
+        return self._run_id
+
+    @property
+    def experiment_id(self) -> str | None:
+        self.wait_ready()
+        return self._experiment_id
 
     @property
     def active(self) -> bool:
         """True while MLflow records this run (False when disabled, unavailable or failed)."""
-        return self._backend is not None and not self._ended
+        return self.wait_ready() and self._backend is not None and not self._ended
 
     @property
     def backend(self) -> Backend | None:
-        return self._backend
+        return self._backend if self.ready else None
+
+    @property
+    def trace_id(self) -> str | None:
+        """The MLflow trace id of the flow's root span (None when not recorded)."""
+        self.wait_ready()
+        root = self._root_node
+        live = root.live if root is not None else None
+        return str(getattr(live, "trace_id", "") or "") or None
 
     def __repr__(self) -> str:
         return (
-            f"FlowRunHandle(flow={self.flow_name!r}, run_id={self.run_id!r}, active={self.active})"
+            f"FlowRunHandle(flow={self.flow_name!r}, run_id={self._run_id!r}, "
+            f"recording={self.recording})"
         )
+
+    def set_outputs(self, summary: Any) -> None:
+        """What the flow's root span shows as its outputs (already a bounded summary)."""
+        self._outputs = summary
 
     # -- degrading ---------------------------------------------------------------------------
 
     def degrade(self, message: str) -> None:
         """Stop recording this run (and its subflows); warn once per top-level run."""
         self._backend = None
+        self._failed = True
         top = self._top
         with top._lock:
             if top._warned:
@@ -99,26 +306,49 @@ class FlowRunHandle:
 
     # -- opening -----------------------------------------------------------------------------
 
-    def open(self, params: Mapping[str, Any] | None, tags: Mapping[str, str] | None) -> None:
-        backend = self._connect()
-        if backend is None:
-            return
-        try:
-            self._start_run(backend, params or {}, tags or {})
-        except Exception as exc:
-            self.degrade(f"MLflow could not start a run at {backend.tracking_uri} ({exc})")
-
-    def _connect(self) -> Backend | None:
-        if self.parent is not None:
-            return self.parent._backend
-        if not tracking_enabled():
+    def open(
+        self,
+        params: Mapping[str, Any] | None,
+        tags: Mapping[str, str] | None,
+        root: SpanNode | None,
+    ) -> None:
+        """Open the MLflow run and start `root`: inline under a ready parent, else in the
+        background (see the module docstring)."""
+        self._root_node = root
+        if self.parent is None and not tracking_enabled():
             self.degrade(
                 "MLflow tracking is disabled ([mlflow] enabled = false or LATENT_MLFLOW_ENABLED=0)"
             )
-            return None
+            self._opened.set_result(None)
+            return
+        if self.parent is not None and self.parent.ready:
+            self._open(params or {}, tags or {})
+            return
         settings = current_settings()
+        args = (params or {}, tags or {})
+        _background.submit(lambda: self._open(*args, settings=settings))
+
+    def _open(
+        self, params: Mapping[str, Any], tags: Mapping[str, str], settings: Any = None
+    ) -> None:
         try:
-            return Backend.for_uri(settings.tracking_uri, settings.connect_timeout_s)
+            backend = self._connect(settings or current_settings())
+            if backend is not None:
+                try:
+                    self._start_run(backend, settings or current_settings(), params, tags)
+                except Exception as exc:
+                    self.degrade(f"MLflow could not start a run at {backend.tracking_uri} ({exc})")
+            self._replay()
+        finally:
+            if not self._opened.done():
+                self._opened.set_result(None)
+
+    def _connect(self, settings: Any) -> Backend | None:
+        if self.parent is not None:
+            self.parent.wait_ready()
+            return self.parent._backend
+        try:
+            return connect(settings.tracking_uri, settings.connect_timeout_s)
         except TrackingUnavailable as exc:
             self.degrade(str(exc))
         except Exception as exc:
@@ -126,22 +356,87 @@ class FlowRunHandle:
         return None
 
     def _start_run(
-        self, backend: Backend, params: Mapping[str, Any], tags: Mapping[str, str]
+        self,
+        backend: Backend,
+        settings: Any,
+        params: Mapping[str, Any],
+        tags: Mapping[str, str],
     ) -> None:
-        settings = current_settings()
-        if self.parent is not None and self.parent.experiment_id is not None:
-            experiment_id = self.parent.experiment_id  # nested runs live with their parent
+        parent = self.parent
+        if parent is not None and parent._experiment_id is not None:
+            experiment_id = parent._experiment_id  # nested runs live with their parent
         else:
-            experiment_id = backend.experiment_id(settings.experiment_prefix + self.flow_name)
+            root = artifact_location() or _mlflow.default_artifact_root(backend.tracking_uri)
+            experiment_id = backend.experiment_id(settings.experiment_prefix + self.flow_name, root)
         run_name = f"{self.flow_name}-{datetime.now():%Y%m%d-%H%M%S}"
-        parent_run_id = self.parent.run_id if self.parent is not None else None
-        run_tags = {**_standard_tags(self.flow_name, settings.environment), **tags}
-        self.run_id = backend.start_run(experiment_id, run_name, run_tags, parent_run_id)
-        self.experiment_id = experiment_id
+        parent_run_id = parent._run_id if parent is not None else None
+        run_tags = {**standard_tags(self.flow_name, settings.environment, tags), **tags}
+        self._run_id = backend.start_run(experiment_id, run_name, run_tags, parent_run_id)
+        self._experiment_id = experiment_id
         self._backend = backend
         flat = flatten_params(params)
         if flat:
-            backend.log_params(self.run_id, flat)
+            backend.log_params(self._run_id, flat)
+
+    def _replay(self) -> None:
+        """Start the spans that began before the run was open, in the order they began."""
+        with _span_lock:
+            pending, self._pending = self._pending, []
+            backend = self._backend
+            for node in pending:
+                node.pending = False
+                if backend is not None and not self._failed and node._parent_ready():
+                    node._materialize(backend)
+            # Children end before their parents: a trace is complete when its root ends.
+            for node in reversed(pending):
+                node._end_if_ended()
+            self._opened.set_result(None)
+
+    # -- work for the background thread ------------------------------------------------------
+
+    def submit(self, what: str, fn: Callable[[Backend, str], Any]) -> None:
+        """Run `fn(backend, run_id)` on the background thread once the run is open.
+
+        Failures give the run's one warning (naming `what`); the flow goes on.
+        """
+        if not self.recording:
+            return
+
+        def work() -> None:
+            backend, run_id = self._backend, self._run_id
+            if backend is None or run_id is None:
+                return
+            try:
+                fn(backend, run_id)
+            except Exception as exc:
+                self.degrade(f"MLflow could not {what} ({exc})")
+
+        if self.inline_ops and self.ready:
+            work()
+            return
+        future = _background.submit(work)
+        with self._lock:
+            self._ops = [op for op in self._ops if not op.done()]
+            self._ops.append(future)
+
+    def wait_ops(self, timeout_s: float = OPEN_WAIT_S) -> None:
+        with self._lock:
+            ops = list(self._ops)
+        deadline = time.monotonic() + timeout_s
+        for op in ops:
+            with suppress(Exception):
+                op.result(timeout=max(0.0, deadline - time.monotonic()))
+
+    def flow_active_run(self) -> Any:
+        """This run as MLflow's fluent API wants it (an ``mlflow.ActiveRun``), made once."""
+        if not self.wait_ready() or self._backend is None:
+            return None
+        with self._lock:
+            if self._active_run is None:
+                import mlflow
+
+                self._active_run = mlflow.ActiveRun(self._backend.client.get_run(self._run_id))
+            return self._active_run
 
     # -- metrics -----------------------------------------------------------------------------
 
@@ -167,11 +462,27 @@ class FlowRunHandle:
                 self._append(f"task.{name}.{suffix}", value, timestamp)
             counts = self._cache_counts.setdefault(name, [0, 0])
             counts[0 if cached else 1] += 1
+        self._flush_if_due()
+
+    def log_metrics(self, metrics: Mapping[str, float], step: int | None) -> None:
+        """Buffer user metrics (sent like task metrics); `step=None` counts calls per key."""
+        timestamp = _mlflow.now_ms()
+        with self._lock:
+            for key, value in metrics.items():
+                name = _METRIC_UNSAFE.sub("_", key)
+                if step is None:
+                    self._append(name, value, timestamp)
+                else:
+                    self._metrics.append((name, value, timestamp, step))
+        self._flush_if_due()
+
+    def _flush_if_due(self) -> None:
+        with self._lock:
             due = (
                 len(self._metrics) >= FLUSH_EVERY_RECORDS
                 or time.monotonic() - self._last_flush >= FLUSH_EVERY_SECONDS
             )
-        if due:
+        if due and self.ready:
             self.flush()
 
     def _append(self, key: str, value: float, timestamp: int) -> None:
@@ -181,7 +492,7 @@ class FlowRunHandle:
 
     def flush(self) -> None:
         """Send buffered metrics and the cache counters so far in `log_batch` calls."""
-        backend, run_id = self._backend, self.run_id
+        backend, run_id = self._backend, self._run_id
         if backend is None or run_id is None:
             return
         with self._lock:
@@ -229,7 +540,10 @@ class FlowRunHandle:
     # -- closing -----------------------------------------------------------------------------
 
     def close(self, *, failed: bool) -> None:
-        backend, run_id = self._backend, self.run_id
+        """Wait for the opening and queued work (bounded), send metrics, end the run."""
+        self.wait_ready()
+        self.wait_ops()
+        backend, run_id = self._backend, self._run_id
         if backend is not None and run_id is not None:
             self.flush()
             try:
@@ -239,6 +553,23 @@ class FlowRunHandle:
             except Exception as exc:
                 self.degrade(f"MLflow could not end run {run_id} ({exc})")
         self._ended = True
+
+
+def connect(tracking_uri: str | None, timeout_s: float) -> Backend:
+    """The process's backend for `tracking_uri`; MLflow's fluent API then follows flow runs."""
+    backend = Backend.for_uri(tracking_uri, timeout_s)
+    _mlflow_compat.install_flow_run_stack(_flow_active_run)
+    return backend
+
+
+def _flow_active_run() -> Any:
+    """The current flow's run for MLflow's fluent API (see `_mlflow_compat.FlowRunStack`)."""
+    if _background.in_background():
+        return None
+    run, _, _ = resolve()
+    if run is None or not run.recording:
+        return None
+    return run.flow_active_run()
 
 
 # -- context resolution ------------------------------------------------------------------------
@@ -258,6 +589,12 @@ def resolve() -> tuple[FlowRunHandle | None, SpanNode | None, bool]:
             return None, None, False
         run = _active_runs[-1]
     return run, run.deepest_open_span(), True
+
+
+def current_run() -> FlowRunHandle | None:
+    """The flow run this code records into (None outside one, or when it is not recorded)."""
+    run, _, _ = resolve()
+    return run if run is not None and run.recording else None
 
 
 def current_span_node() -> SpanNode | None:
@@ -289,18 +626,34 @@ def flow_run(
 
     Experiment = prefix + `flow_name` (subflows: a nested run in the parent's experiment); run
     name ``<flow>-<YYYYmmdd-HHMMSS>``; params flattened with dots, truncated and redacted; tags
-    for environment, git sha and Latent version. Metrics are flushed and the run ended
-    (FINISHED / FAILED) on exit. Any MLflow problem gives one warning and the body still runs.
+    for environment, git sha, user and Latent version (`tags` adds to them; a
+    ``mlflow.source.name`` path also locates the git commit). The run opens in the background
+    (the body does not wait for MLflow); metrics are flushed and the run ended (FINISHED /
+    FAILED) on exit. Any MLflow problem gives one warning and the body still runs.
     """
     parent, parent_span, _ = resolve()
     handle = FlowRunHandle(flow_name, parent)
-    handle.open(params, tags)
+    root = SpanNode(
+        handle,
+        name=flow_name,
+        span_type="CHAIN",
+        parent=parent_span,
+        inputs=summarize(dict(params or {})),
+        attributes={"latent.flow": flow_name},
+        root_of=handle,
+    )
+    handle._root = root
+    handle.nest_user_spans = "mlflow" in sys.modules or (
+        parent is not None and parent.nest_user_spans
+    )
+    root.start()
+    handle.open(params, tags, root)
     run_token = _RUN.set(handle)
     with _active_lock:
         _active_runs.append(handle)
     error: BaseException | None = None
     try:
-        with _root_span(handle, parent_span, params):
+        with enter_span(root), _current_span(root):
             try:
                 yield handle
             except BaseException as exc:
@@ -310,53 +663,28 @@ def flow_run(
         with _active_lock:
             _active_runs.remove(handle)
         _RUN.reset(run_token)
+        handle._root = None
+        root.end(handle._outputs, error)
         handle.close(failed=error is not None)
 
 
 @contextmanager
-def _root_span(
-    handle: FlowRunHandle, parent_span: SpanNode | None, params: Mapping[str, Any] | None
-) -> Iterator[None]:
-    backend = handle.backend
-    if backend is None:
+def _current_span(node: SpanNode) -> Iterator[None]:
+    """MLflow's current span while `node` is open, when it is live (user spans nest under it).
+
+    A pending span cannot be MLflow's current span. When user code imported MLflow itself (so
+    it may open spans of its own, or autolog), this waits for the run instead: that code paid
+    the import already, and its spans then nest where they belong.
+    """
+    run = node.run
+    if node.pending and run.nest_user_spans:
+        run.wait_ready()
+    backend = run._backend if run.ready else None
+    if backend is None or node.live is None:
         yield
         return
-    # A parent span without a live object is another process's (see `_remote`): the span
-    # continues that trace, which already belongs to an experiment and a run.
-    remote_parent = parent_span is not None and parent_span.live is None
-    try:
-        live = backend.start_span(
-            handle.flow_name,
-            "CHAIN",
-            parent=parent_span.live if parent_span is not None else None,
-            inputs=summarize(dict(params or {})),
-            attributes={"latent.flow": handle.flow_name, "latent.run_id": handle.run_id},
-            experiment_id=None if remote_parent else handle.experiment_id,
-            run_id=None if remote_parent else handle.run_id,
-        )
-    except Exception as exc:
-        handle.degrade(f"MLflow could not start the flow's trace ({exc})")
+    with backend.current_span(node.live):
         yield
-        return
-    node = SpanNode(live, handle, fallback=False)
-    handle._root = node
-    error: BaseException | None = None
-    try:
-        with enter_span(node), backend.current_span(live):
-            yield
-    except BaseException as exc:
-        error = exc
-        raise
-    finally:
-        handle._root = None
-        _end_span(handle, live, None, error)
-
-
-def _end_span(run: FlowRunHandle, live: Any, outputs: Any, error: BaseException | None) -> None:
-    try:
-        Backend.end_span(live, outputs=outputs, error=error)
-    except Exception as exc:
-        run.degrade(f"MLflow could not end a span ({exc})")
 
 
 def record_task(
@@ -375,7 +703,7 @@ def record_task(
     with `log_batch` every 1,000 records or 30 s, and at run end: never one call per task.
     """
     run, _, _ = resolve()
-    if run is None or not run.active:
+    if run is None or not run.recording:
         return
     run.record(
         task_name,
@@ -385,6 +713,30 @@ def record_task(
         rows_in=rows_in,
         rows_out=rows_out,
     )
+
+
+def numeric_metrics(value: Any, prefix: str = "") -> dict[str, float]:
+    """Run metrics from a flow's numeric summary: a dict of numbers (nested dicts give dotted
+    keys) or a one-row DataFrame. Booleans, NaN and non-numbers are left out."""
+    out: dict[str, float] = {}
+    if _is_frame(value) and len(value) == 1:
+        value = value.iloc[0].to_dict()
+    if not isinstance(value, Mapping):
+        return out
+    for key, item in value.items():
+        name = f"{prefix}{key}"
+        if isinstance(item, numbers.Real) and not isinstance(item, bool):
+            number = float(item)
+            if math.isfinite(number):
+                out[name] = number
+        elif isinstance(item, Mapping) or (_is_frame(item) and len(item) == 1):
+            out.update(numeric_metrics(item, f"{name}."))
+    return out
+
+
+def _is_frame(value: Any) -> bool:
+    cls = type(value)
+    return cls.__module__.startswith("pandas") and cls.__name__ == "DataFrame"
 
 
 # -- params and tags ---------------------------------------------------------------------------
@@ -418,14 +770,33 @@ def _param_text(value: Any) -> str:
         return str(value)
 
 
-def _standard_tags(flow_name: str, environment: str | None) -> dict[str, str]:
-    tags = {"latent.flow": flow_name, "latent.version": _latent_version()}
+def standard_tags(
+    flow_name: str, environment: str | None, given: Mapping[str, str] | None = None
+) -> dict[str, str]:
+    """Latent's tags and MLflow's standard ones ("Created by", "Source", git commit)."""
+    tags = {
+        "latent.flow": flow_name,
+        "latent.version": _latent_version(),
+        "mlflow.source.type": "LOCAL",
+    }
     if environment:
         tags["latent.environment"] = environment
-    sha = _git_sha(os.getcwd())
+    user = _user()
+    if user:
+        tags["mlflow.user"] = user
+    source = (given or {}).get("mlflow.source.name")
+    sha = _git_sha(str(Path(source).parent) if source else os.getcwd())
     if sha:
         tags["mlflow.source.git.commit"] = sha
     return tags
+
+
+@functools.cache
+def _user() -> str | None:
+    try:
+        return getpass.getuser()
+    except Exception:  # no login name (some containers)
+        return None
 
 
 @functools.cache

@@ -1,0 +1,159 @@
+"""The one module that touches MLflow's private APIs; each use says why. Pinned by a test.
+
+If an MLflow release moves one of these, the test `test_observe_compat.py` fails first, and the
+functions here degrade (a span not nested, a run not made active) rather than break a flow.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Iterator
+from typing import Any
+
+#: Latent's provider of "the MLflow run of the flow this code runs in" (an ``ActiveRun``).
+RunProvider = Callable[[], Any]
+
+
+class FlowRunStack:
+    """Stands in for MLflow's thread-local stack of active runs (`_active_run_stack`).
+
+    MLflow's fluent API (`mlflow.log_metric`, `mlflow.active_run`, ...) reads the active run from
+    a stack kept per thread, so a worker thread or another flow's coroutine sees none and
+    `mlflow.log_metric` starts a stray run in experiment "Default". This stack answers with the
+    runs the user started in this thread, if any, else with the run of the flow whose context
+    this is (Latent's context variables follow Prefect's threads and coroutines).
+    """
+
+    def __init__(self, original: Any, provider: RunProvider) -> None:
+        self.original = original
+        self.provider = provider
+
+    def get(self) -> list[Any]:
+        own: list[Any] = self.original.get()
+        if own:
+            return own
+        flow_run = self.provider()
+        return own if flow_run is None else _FlowFloor(own, flow_run)
+
+    def set(self, value: Any) -> None:
+        self.original.set(value)
+
+    def get_all_thread_values(self) -> dict[int, Any]:
+        return dict(self.original.get_all_thread_values())
+
+    def reset(self) -> None:
+        self.original.reset()
+
+
+class _FlowFloor(list[Any]):
+    """The flow's run under the user's own runs: what they start nests on it, and ends with them.
+
+    `mlflow.end_run()` with no run of the user's own would end the flow's run under Latent; it
+    raises instead, saying whose run that is.
+    """
+
+    def __init__(self, own: list[Any], flow_run: Any) -> None:
+        super().__init__([flow_run])
+        self.own = own
+
+    def append(self, run: Any) -> None:
+        self.own.append(run)
+        super().append(run)
+
+    def pop(self, index: Any = -1) -> Any:
+        if len(self) == 1:
+            raise RuntimeError(
+                f"mlflow.end_run(): run {self[0].info.run_id} is the flow's run; Latent ends it "
+                "when the flow ends. End only runs you started with mlflow.start_run()."
+            )
+        self.own.pop(index)
+        return super().pop(index)
+
+
+def install_flow_run_stack(provider: RunProvider) -> bool:
+    """Make the flow's run MLflow's active run wherever Latent runs code (see `FlowRunStack`).
+
+    Private API: ``mlflow.tracking.fluent._active_run_stack`` (a ``ThreadLocalVariable`` every
+    fluent call reads through ``.get()``). Installed once per process; False if MLflow moved it.
+    """
+    try:
+        from mlflow.tracking import fluent
+    except ImportError:
+        return False
+    current = getattr(fluent, "_active_run_stack", None)
+    if current is None or not hasattr(current, "get"):
+        return False
+    if isinstance(current, FlowRunStack):
+        current.provider = provider
+        return True
+    fluent._active_run_stack = FlowRunStack(current, provider)  # type: ignore[assignment]
+    return True
+
+
+@contextlib.contextmanager
+def span_in_context(span: Any) -> Iterator[None]:
+    """Make `span` MLflow's current span here, so `mlflow.start_span` calls nest under it.
+
+    Private API: ``mlflow.tracing.provider.safe_set_span_in_context``, the context manager
+    MLflow's own `start_span` uses. If it moves, spans still record, un-nested.
+    """
+    manager: contextlib.AbstractContextManager[Any]
+    try:
+        from mlflow.tracing.provider import safe_set_span_in_context
+
+        manager = safe_set_span_in_context(span)
+    except Exception:
+        manager = contextlib.nullcontext()
+    with manager:
+        yield
+
+
+def tracing_context_api() -> Any:
+    """The OpenTelemetry context MLflow's tracer reads (its own, unless unified with OTel's).
+
+    Private API: ``mlflow.tracing.provider.get_context_api``; older MLflow used OTel's global.
+    """
+    try:
+        from mlflow.tracing.provider import get_context_api
+
+        return get_context_api()
+    except ImportError:
+        from opentelemetry import context
+
+        return context
+
+
+def register_remote_trace(otel_trace_id: int, experiment_id: str) -> bool:
+    """Tell MLflow's trace manager about a trace whose root lives in another process.
+
+    Private API: ``InMemoryTraceManager.register_trace(..., is_remote_trace=True)`` and
+    ``generate_mlflow_trace_id_from_otel_trace_id`` — the registration MLflow's
+    ``set_tracing_context_from_http_request_headers`` makes, held for as long as this process has
+    tasks in the trace (MLflow's helper drops it on exit, before its exporter sent the spans).
+    False when the trace is already this process's own.
+    """
+    from mlflow.entities.trace_info import TraceInfo, TraceState
+    from mlflow.entities.trace_location import TraceLocation
+    from mlflow.tracing.trace_manager import InMemoryTraceManager
+    from mlflow.tracing.utils import generate_mlflow_trace_id_from_otel_trace_id
+
+    manager = InMemoryTraceManager.get_instance()
+    trace_id = generate_mlflow_trace_id_from_otel_trace_id(otel_trace_id)
+    with manager.get_trace(trace_id) as existing:
+        if existing is not None:
+            return False
+    info = TraceInfo(
+        trace_id=trace_id,
+        trace_location=TraceLocation.from_experiment_id(experiment_id),
+        request_time=None,  # type: ignore[arg-type]  # set by the flow's process, which owns it
+        state=TraceState.IN_PROGRESS,
+    )
+    manager.register_trace(otel_trace_id, info, is_remote_trace=True)
+    return True
+
+
+def forget_remote_trace(otel_trace_id: int) -> None:
+    """Drop a registration made by `register_remote_trace` (private: ``pop_trace``)."""
+    from mlflow.tracing.trace_manager import InMemoryTraceManager
+
+    InMemoryTraceManager.get_instance().pop_trace(otel_trace_id)
