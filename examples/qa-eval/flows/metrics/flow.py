@@ -1,13 +1,15 @@
 """Summarise the answer flow's scored output: overall and per category.
 
 Reads `answer.scored` across flows: the dataset the answer flow saved, through its catalog.
+What the flow returns lands in its MLflow run: the `summary` numbers as metrics
+(`summary.pass_rate`, ...) and `by_category` as a table; per-category metrics are logged here.
 """
 
 from __future__ import annotations
 
 import pandas as pd
 
-from latent.prefect import flow, logger, params, task
+from latent.prefect import flow, log_metrics, logger, params, task
 
 
 @task("accuracy_by_group")
@@ -35,6 +37,10 @@ def metrics(scored: pd.DataFrame) -> dict:
     model = params.get("answer.model", {})
     threshold = params.get("answer.scoring", {}).get("pass_threshold")
     by_category = accuracy_by_group(scored, params.group_by)
+    # One metric per group and score, so MLflow's run comparison lines groups up across models.
+    for row in by_category.to_dict(orient="records"):
+        group = row[params.group_by]
+        log_metrics({f"{group}.{score}": row[score] for score in ("pass_rate", "mean_score")})
     summary = {"model": model.get("name"), "pass_threshold": threshold, **overall(scored)}
     logger.info(
         f"{summary['model']}: pass rate {summary['pass_rate']:.0%} "

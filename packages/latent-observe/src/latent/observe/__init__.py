@@ -38,7 +38,13 @@ from latent.observe._spans import (
     validate_span_type,
 )
 from latent.observe._summary import redact, summarize
-from latent.observe._tracking import FlowRunHandle, current_run, flow_run, record_task
+from latent.observe._tracking import (
+    FlowRunHandle,
+    current_run,
+    flatten_params,
+    flow_run,
+    record_task,
+)
 from latent.observe.errors import TaskExecutionError
 
 __version__ = "0.1.0"
@@ -59,6 +65,7 @@ __all__ = [
     "continue_trace",
     "current_names",
     "current_run",
+    "flatten_params",
     "flow_run",
     "get_flow_logger",
     "log_artifact",

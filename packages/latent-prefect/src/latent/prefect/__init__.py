@@ -1,7 +1,8 @@
 """Latent on Prefect 3: `@flow` and `@task` with typed config, a catalog, correct caching,
 checkpoints and MLflow traces.
 
-Everything a flow file needs is importable from here. The names load on first use (PEP 562):
+Everything a flow file needs is importable from here, including the results API (`log_metric`,
+`log_metrics`, `log_table`, `log_artifact`, `log_dataset`) that records into the flow's MLflow run. The names load on first use (PEP 562):
 `latent.prefect.cli` is a subpackage, and `latent --help` must not pay for importing Prefect.
 """
 
@@ -17,7 +18,16 @@ __version__ = "0.1.0"
 if TYPE_CHECKING:
     from latent.cache import checkpoint, clear_checkpoints
     from latent.config import get_config, params
-    from latent.observe import TaskExecutionError, get_flow_logger, logger
+    from latent.observe import (
+        TaskExecutionError,
+        get_flow_logger,
+        log_artifact,
+        log_dataset,
+        log_metric,
+        log_metrics,
+        log_table,
+        logger,
+    )
     from latent.prefect._flow import LatentFlow, flow
     from latent.prefect._futures import CachedFuture
     from latent.prefect._task import LatentTask, task
@@ -34,6 +44,11 @@ _WHERE = {
     "flow": "latent.prefect._flow",
     "get_config": "latent.config",
     "get_flow_logger": "latent.observe",
+    "log_artifact": "latent.observe",
+    "log_dataset": "latent.observe",
+    "log_metric": "latent.observe",
+    "log_metrics": "latent.observe",
+    "log_table": "latent.observe",
     "logger": "latent.observe",
     "params": "latent.config",
     "task": "latent.prefect._task",
@@ -50,6 +65,11 @@ __all__ = [
     "flow",
     "get_config",
     "get_flow_logger",
+    "log_artifact",
+    "log_dataset",
+    "log_metric",
+    "log_metrics",
+    "log_table",
     "logger",
     "params",
     "task",

@@ -19,8 +19,8 @@ from typing import Any, Generic, ParamSpec, TypeVar
 from pydantic import BaseModel
 
 from latent.config import Project, RunConfig, bind_run, current_run, track_param_reads
-from latent.observe import bind_names, flow_run, logger
-from latent.prefect import _lineage, _registry_file, _runtime, _shipped, _startup
+from latent.observe import bind_names, flow_run, log_dataset, log_outputs, logger
+from latent.prefect import _keys, _lineage, _links, _registry_file, _runtime, _shipped, _startup
 from latent.prefect._runtime import optional_parameter, resolved_signature
 from latent.prefect.errors import FlowDefinitionError, FlowOutputError
 from latent.registry import TaskRegistry
@@ -120,18 +120,30 @@ def _run_flow_body(spec: FlowSpec, args: tuple[Any, ...], kwargs: dict[str, Any]
     with (
         bind_run(run),
         bind_names(flow=spec.name, task=None),
-        flow_run(spec.name, run.parameters),
+        flow_run(spec.name, run.parameters, tags=_run_tags(spec)) as tracked,
         track_param_reads() as reads,
         _lineage.tracking(),
     ):
-        bound = inspect.signature(spec.fn).bind_partial(*args, **kwargs)
-        _load_inputs(spec, run, bound)
-        result = spec.fn(*bound.args, **bound.kwargs)
-        _save_outputs(spec, run, result)
-        _warn_unread(spec, run, reads)
+        try:
+            bound = inspect.signature(spec.fn).bind_partial(*args, **kwargs)
+            _load_inputs(spec, run, bound)
+            result = spec.fn(*bound.args, **bound.kwargs)
+            log_outputs(_save_outputs(spec, run, result) or result)
+            _warn_unread(spec, run, reads)
+        finally:
+            _links.publish_run_links(project, spec.name, tracked, run.parameters)
     if outer is None:
         _save_registry(project, spec.name)
     return result
+
+
+def _run_tags(spec: FlowSpec) -> dict[str, str]:
+    """MLflow tags: the Prefect flow run (id, name, UI URL) and the flow's source file."""
+    tags = _links.prefect_tags()
+    source = _runtime.source_file(spec.fn)
+    if source:
+        tags["mlflow.source.name"] = source
+    return tags
 
 
 def _make_run(spec: FlowSpec, project: Project, *, nested: bool) -> RunConfig:
@@ -201,17 +213,39 @@ def _load_inputs(spec: FlowSpec, run: RunConfig, bound: inspect.BoundArguments) 
     for param, dataset in zip(names, spec.input, strict=False):
         if bound.arguments.get(param) is None:
             logger.info(f"Loading input '{dataset}'")
-            bound.arguments[param] = run.catalog.get(dataset).load()
+            source = run.catalog.get(dataset)
+            bound.arguments[param] = value = source.load()
+            _log_dataset(dataset, source, value, run.project, "input")
         _lineage.note_dataset(bound.arguments.get(param), dataset)
 
 
-def _save_outputs(spec: FlowSpec, run: RunConfig, result: Any) -> None:
-    for name, value in _split_outputs(spec, result).items():
+def _save_outputs(spec: FlowSpec, run: RunConfig, result: Any) -> dict[str, Any]:
+    """Save each output dataset; returns them by name (what the MLflow run shows)."""
+    outputs = _split_outputs(spec, result)
+    for name, value in outputs.items():
         catalog = run.catalog
         dataset = catalog.get(name) if catalog.has(name) else catalog.default_for(name, value)
         dataset.save(value)
         _lineage.record_output(run.flow, name, value)
         logger.info(f"Saved output '{name}'")
+        _log_dataset(name, dataset, value, run.project, "output")
+    return outputs
+
+
+def _log_dataset(name: str, dataset: Any, value: Any, project: Project, context: str) -> None:
+    """A catalog dataset in the MLflow run's datasets, with Latent's content fingerprint."""
+    paths = dataset.paths()
+    if not paths:
+        return
+    try:
+        digest = _keys._fingerprint(paths, project)
+    except (OSError, ValueError) as exc:
+        logger.debug(f"No fingerprint for dataset '{name}' ({exc}); not logged to MLflow")
+        return
+    dtypes: Any = getattr(value, "dtypes", None)
+    schema = {str(k): str(v) for k, v in dtypes.items()} if hasattr(dtypes, "items") else None
+    rows = len(value) if hasattr(value, "__len__") and not isinstance(value, str | bytes) else None
+    log_dataset(name, paths[0], digest, context=context, schema=schema, rows=rows)
 
 
 def _split_outputs(spec: FlowSpec, result: Any) -> dict[str, Any]:

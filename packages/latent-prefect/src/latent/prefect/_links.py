@@ -1,0 +1,141 @@
+"""Where a run can be looked at, and the links between its two records.
+
+A flow run is recorded twice: by Prefect (states, task runs, logs) and by MLflow (params,
+metrics, tables, traces). The MLflow run is tagged with the Prefect flow run's id and UI URL;
+the Prefect flow run gets a markdown artifact linking the MLflow run and trace, with the merged
+parameters the flow ran with (Prefect's Parameters tab shows only the function's arguments).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from latent.config import Project
+from latent.observe import FlowRunHandle, flatten_params, logger
+
+#: `latent ui` records the MLflow UI it started here, under the project's `.latent/`.
+UI_STATE_FILE = "mlflow-ui.json"
+DEFAULT_MLFLOW_UI = "http://127.0.0.1:5000"
+_MAX_PARAM_ROWS = 200
+
+
+def mlflow_ui_url(project: Project) -> str:
+    """The MLflow UI of the project's store: its tracking server, else what `latent ui` ran."""
+    uri = project.tracking_uri
+    if uri.startswith(("http://", "https://")):
+        return uri.rstrip("/")
+    state = read_ui_state(project)
+    return str(state.get("url") or DEFAULT_MLFLOW_UI) if state else DEFAULT_MLFLOW_UI
+
+
+def read_ui_state(project: Project) -> dict[str, Any] | None:
+    path = project.latent_dir / UI_STATE_FILE
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def write_ui_state(project: Project, state: Mapping[str, Any]) -> Path:
+    path = project.latent_dir / UI_STATE_FILE
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_suffix(".tmp")
+    temporary.write_text(json.dumps(dict(state), indent=2))
+    os.replace(temporary, path)
+    return path
+
+
+def mlflow_run_url(base: str, experiment_id: str, run_id: str) -> str:
+    return f"{base}/#/experiments/{experiment_id}/runs/{run_id}"
+
+
+def mlflow_trace_url(base: str, experiment_id: str, trace_id: str) -> str:
+    return f"{base}/#/experiments/{experiment_id}/traces?selectedEvaluationId={trace_id}"
+
+
+def prefect_ui_base() -> str | None:
+    """The Prefect UI's address (`PREFECT_UI_URL`, else derived from `PREFECT_API_URL`)."""
+    from prefect.settings import PREFECT_API_URL, PREFECT_UI_URL
+
+    ui = PREFECT_UI_URL.value()
+    if ui:
+        return str(ui).rstrip("/")
+    api = PREFECT_API_URL.value()
+    return str(api).rstrip("/").removesuffix("/api") if api else None
+
+
+def prefect_tags() -> dict[str, str]:
+    """MLflow tags naming the Prefect flow run this code runs in (id, name, UI URL)."""
+    from prefect.context import FlowRunContext
+
+    ctx = FlowRunContext.get()
+    flow_run = getattr(ctx, "flow_run", None)
+    if flow_run is None:
+        return {}
+    tags = {"prefect.flow_run.id": str(flow_run.id), "prefect.flow_run.name": flow_run.name}
+    base = prefect_ui_base()
+    if base:
+        tags["prefect.flow_run.url"] = f"{base}/runs/flow-run/{flow_run.id}"
+    return tags
+
+
+def publish_run_links(
+    project: Project, flow_name: str, handle: FlowRunHandle, parameters: Mapping[str, Any]
+) -> None:
+    """The Prefect flow run's markdown artifact: MLflow run and trace links, merged parameters.
+
+    Observability never breaks a flow: a failure here is one warning.
+    """
+    try:
+        from prefect.artifacts import create_markdown_artifact
+        from prefect.context import FlowRunContext
+
+        if FlowRunContext.get() is None:
+            return
+        markdown = run_links_markdown(project, flow_name, handle, parameters)
+        key = re.sub(r"[^a-z0-9-]+", "-", f"{flow_name.lower()}-run").strip("-")
+        create_markdown_artifact(
+            markdown, key=key, description=f"MLflow run and parameters of flow '{flow_name}'"
+        )
+    except Exception as exc:
+        logger.warning(f"Could not link flow '{flow_name}' to its MLflow run in Prefect: {exc}")
+
+
+def run_links_markdown(
+    project: Project, flow_name: str, handle: FlowRunHandle, parameters: Mapping[str, Any]
+) -> str:
+    lines = [f"# {flow_name}", ""]
+    if handle.active and handle.run_id and handle.experiment_id:
+        base = mlflow_ui_url(project)
+        run_url = mlflow_run_url(base, handle.experiment_id, handle.run_id)
+        lines += ["## MLflow", "", f"- Run: [{handle.run_id}]({run_url})"]
+        trace_id = handle.trace_id
+        if trace_id:
+            url = mlflow_trace_url(base, handle.experiment_id, trace_id)
+            lines.append(f"- Trace: [{trace_id}]({url})")
+        lines += [
+            "",
+            f"Start the MLflow UI with `latent ui` (store: `{project.tracking_uri}`).",
+            "",
+        ]
+    flat = flatten_params(parameters)
+    lines += ["## Parameters", ""]
+    if not flat:
+        return "\n".join([*lines, "_none_", ""])
+    lines += ["| parameter | value |", "|---|---|"]
+    for key, value in list(flat.items())[:_MAX_PARAM_ROWS]:
+        lines.append(f"| `{key}` | {_cell(value)} |")
+    if len(flat) > _MAX_PARAM_ROWS:
+        lines.append(f"| … | {len(flat) - _MAX_PARAM_ROWS} more (all in the MLflow run) |")
+    return "\n".join([*lines, ""])
+
+
+def _cell(value: str) -> str:
+    text = value if len(value) <= 200 else value[:200] + "…"
+    return text.replace("|", "\\|").replace("\n", " ")
