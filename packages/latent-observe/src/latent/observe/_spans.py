@@ -154,7 +154,7 @@ def record_span(
 
 #: Span attribute keys Latent sets on task and row spans (one place, so the UI filters agree).
 ATTR_CACHE = "latent.cache"  # "hit" | "miss" | "off"
-ATTR_CACHE_KEY = "latent.cache.key"
+ATTR_CACHE_KEY = "latent.cache.id"  # the cache key ("key" names are redacted as secrets)
 ATTR_ROW_INDEX = "latent.row.index"
 ATTR_ROW_ID = "latent.row.id"
 ATTR_TASK_RUN_ID = "prefect.task_run.id"

@@ -2,8 +2,9 @@
 checkpoints and MLflow traces.
 
 Everything a flow file needs is importable from here, including the results API (`log_metric`,
-`log_metrics`, `log_table`, `log_artifact`, `log_dataset`) that records into the flow's MLflow run. The names load on first use (PEP 562):
-`latent.prefect.cli` is a subpackage, and `latent --help` must not pay for importing Prefect.
+`log_metrics`, `log_table`, `log_artifact`, `log_dataset`) that records into the flow's MLflow
+run. The names load on first use (PEP 562): `latent.prefect.cli` is a subpackage, and
+`latent --help` must not pay for importing Prefect.
 """
 
 from __future__ import annotations

@@ -22,6 +22,12 @@ from latent.observe import FlowRunHandle, flatten_params, logger
 UI_STATE_FILE = "mlflow-ui.json"
 DEFAULT_MLFLOW_UI = "http://127.0.0.1:5000"
 _MAX_PARAM_ROWS = 200
+_recent: list[dict[str, str]] = []  # the flow runs of this process, for `latent run`'s hint
+
+
+def recent_runs() -> list[dict[str, str]]:
+    """Flow runs of this process, oldest first: flow, mlflow_run_url, prefect_url (if known)."""
+    return list(_recent)
 
 
 def mlflow_ui_url(project: Project) -> str:
@@ -61,13 +67,10 @@ def mlflow_trace_url(base: str, experiment_id: str, trace_id: str) -> str:
 
 def prefect_ui_base() -> str | None:
     """The Prefect UI's address (`PREFECT_UI_URL`, else derived from `PREFECT_API_URL`)."""
-    from prefect.settings import PREFECT_API_URL, PREFECT_UI_URL
+    from latent.prefect._startup import ui_url_of_flow_run
 
-    ui = PREFECT_UI_URL.value()
-    if ui:
-        return str(ui).rstrip("/")
-    api = PREFECT_API_URL.value()
-    return str(api).rstrip("/").removesuffix("/api") if api else None
+    page = ui_url_of_flow_run("-")  # the managed server's too, when `latent run` chose it
+    return page.removesuffix("/runs/flow-run/-") if page else None
 
 
 def prefect_tags() -> dict[str, str]:
@@ -78,10 +81,12 @@ def prefect_tags() -> dict[str, str]:
     flow_run = getattr(ctx, "flow_run", None)
     if flow_run is None:
         return {}
+    from latent.prefect._startup import ui_url_of_flow_run
+
     tags = {"prefect.flow_run.id": str(flow_run.id), "prefect.flow_run.name": flow_run.name}
-    base = prefect_ui_base()
-    if base:
-        tags["prefect.flow_run.url"] = f"{base}/runs/flow-run/{flow_run.id}"
+    url = ui_url_of_flow_run(flow_run.id)
+    if url:
+        tags["prefect.flow_run.url"] = url
     return tags
 
 
@@ -99,12 +104,24 @@ def publish_run_links(
         if FlowRunContext.get() is None:
             return
         markdown = run_links_markdown(project, flow_name, handle, parameters)
+        _remember(project, flow_name, handle)
         key = re.sub(r"[^a-z0-9-]+", "-", f"{flow_name.lower()}-run").strip("-")
         create_markdown_artifact(
             markdown, key=key, description=f"MLflow run and parameters of flow '{flow_name}'"
         )
     except Exception as exc:
         logger.warning(f"Could not link flow '{flow_name}' to its MLflow run in Prefect: {exc}")
+
+
+def _remember(project: Project, flow_name: str, handle: FlowRunHandle) -> None:
+    entry = {"flow": flow_name}
+    if handle.active and handle.run_id and handle.experiment_id:
+        base = mlflow_ui_url(project)
+        entry["mlflow_run_url"] = mlflow_run_url(base, handle.experiment_id, handle.run_id)
+    prefect_url = prefect_tags().get("prefect.flow_run.url")
+    if prefect_url:
+        entry["prefect_url"] = prefect_url
+    _recent.append(entry)
 
 
 def run_links_markdown(

@@ -8,7 +8,7 @@ from __future__ import annotations
 import os
 import sys
 
-from latent.prefect.cli import _cache, _init, _project, _run, _server  # noqa: F401 (commands)
+from latent.prefect.cli import _cache, _init, _project, _run, _server, _ui  # noqa: F401
 from latent.prefect.cli._app import app
 from latent.prefect.cli._run import load_flow
 

@@ -251,11 +251,17 @@ def _print_flow_run(url: str | None) -> None:
 
 
 def _print_where(project: Project) -> None:
+    """Where to look after a run: data, each flow run's MLflow run, how to open the MLflow UI.
+
+    (Each flow run's Prefect UI page is printed under its summary.)
+    """
+    from latent.prefect import _links
+
     lines = [f"Data:       {project.data_dir}"]
+    for run in _links.recent_runs():
+        if run.get("mlflow_run_url"):
+            lines.append(f"MLflow run: {run['mlflow_run_url']}   ({run['flow']})")
     if project.settings.mlflow.enabled:
-        lines.append(
-            f"MLflow UI:  mlflow ui --backend-store-uri {project.tracking_uri}"
-            "   (then http://127.0.0.1:5000; needs latent-observe[server])"
-        )
+        lines.append(f"MLflow UI:  latent ui   (store: {project.tracking_uri})")
     for line in lines:
-        console.print(line, soft_wrap=True, highlight=False)
+        console.print(escape(line), soft_wrap=True, highlight=False)

@@ -1,0 +1,36 @@
+"""Pins the private MLflow APIs that `_mlflow_compat` uses: an MLflow upgrade that moves one
+fails here, by name, before a user sees spans un-nested or `mlflow.log_metric` go astray."""
+
+from __future__ import annotations
+
+import inspect
+from typing import Any
+
+from latent.observe import flow_run
+from latent.observe._mlflow_compat import FlowRunStack
+
+
+def test_fluent_active_run_stack_is_a_thread_local_stack(client: Any) -> None:
+    from mlflow.tracking import fluent
+
+    with flow_run("compat"):
+        pass  # the first backend installs Latent's stack
+    stack = fluent._active_run_stack
+    assert isinstance(stack, FlowRunStack)
+    for method in ("get", "set", "get_all_thread_values", "reset"):
+        assert callable(getattr(stack.original, method))
+    assert stack.original.get() == []
+    # the fluent functions Latent relies on still read the stack through `.get()`
+    for function in (fluent.active_run, fluent.end_run, fluent._get_or_start_run):
+        assert "_active_run_stack.get()" in inspect.getsource(function)
+
+
+def test_tracing_internals_exist() -> None:
+    from mlflow.tracing.provider import get_context_api, safe_set_span_in_context
+    from mlflow.tracing.trace_manager import InMemoryTraceManager
+    from mlflow.tracing.utils import generate_mlflow_trace_id_from_otel_trace_id
+
+    assert callable(safe_set_span_in_context) and callable(get_context_api)
+    assert "is_remote_trace" in inspect.signature(InMemoryTraceManager.register_trace).parameters
+    assert callable(InMemoryTraceManager.pop_trace)
+    assert generate_mlflow_trace_id_from_otel_trace_id(1).startswith("tr-")
