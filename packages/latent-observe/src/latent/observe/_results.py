@@ -153,10 +153,10 @@ def log_dataset(
     run.submit(f"log dataset '{name}'", send)
 
 
-def log_outputs(outputs: Any) -> None:
+def log_outputs(outputs: Any, *, name: str = "output") -> None:
     """What a flow returned, on its run: the root span's outputs (a bounded summary), numeric
     summaries as metrics (a dict of numbers, nested dicts as ``a.b``, a one-row DataFrame) and
-    each multi-row DataFrame as a table named after its key (``output`` for a bare frame)."""
+    each multi-row DataFrame as a table named after its key (`name` for a bare frame)."""
     run = current_run()
     if run is None:
         return
@@ -164,11 +164,11 @@ def log_outputs(outputs: Any) -> None:
     metrics = numeric_metrics(outputs)
     if metrics:
         run.log_metrics(metrics, 0)
-    for name, frame in _frames(outputs):
-        log_table(frame, name)
+    for table, frame in _frames(outputs, name):
+        log_table(frame, table)
 
 
-def _frames(value: Any, name: str = "output") -> list[tuple[str, Any]]:
+def _frames(value: Any, name: str) -> list[tuple[str, Any]]:
     if _is_frame(value):
         return [(name, value)] if len(value) > 1 else []
     if isinstance(value, Mapping):

@@ -18,6 +18,7 @@ from typing import Any, Generic, ParamSpec, TypeVar
 
 from pydantic import BaseModel
 
+from latent.cache import fingerprint_paths
 from latent.config import Project, RunConfig, bind_run, current_run, track_param_reads
 from latent.observe import bind_names, flow_run, log_dataset, log_outputs, logger
 from latent.prefect import _keys, _lineage, _links, _registry_file, _runtime, _shipped, _startup
@@ -128,7 +129,11 @@ def _run_flow_body(spec: FlowSpec, args: tuple[Any, ...], kwargs: dict[str, Any]
             bound = inspect.signature(spec.fn).bind_partial(*args, **kwargs)
             _load_inputs(spec, run, bound)
             result = spec.fn(*bound.args, **bound.kwargs)
-            log_outputs(_save_outputs(spec, run, result) or result)
+            outputs = _save_outputs(spec, run, result)
+            if len(outputs) > 1:
+                log_outputs(outputs)  # tables and metrics named after each output
+            else:
+                log_outputs(result, name=spec.output[0] if spec.output else "output")
             _warn_unread(spec, run, reads)
         finally:
             _links.publish_run_links(project, spec.name, tracked, run.parameters)
@@ -232,13 +237,22 @@ def _save_outputs(spec: FlowSpec, run: RunConfig, result: Any) -> dict[str, Any]
     return outputs
 
 
+def _digest(paths: list[str], project: Project) -> str:
+    """Latent's content fingerprint (`latent.cache.fingerprint_paths`, with the stat index the
+    cache keys use); files behind URLs: the fingerprint of the cache keys (filesystem checksums)."""
+    if all("://" not in p or p.startswith("file://") for p in paths):
+        local = [p.removeprefix("file://") for p in paths]
+        return fingerprint_paths(local, index_dir=project.cache_dir)
+    return _keys._fingerprint(paths, project)
+
+
 def _log_dataset(name: str, dataset: Any, value: Any, project: Project, context: str) -> None:
     """A catalog dataset in the MLflow run's datasets, with Latent's content fingerprint."""
     paths = dataset.paths()
     if not paths:
         return
     try:
-        digest = _keys._fingerprint(paths, project)
+        digest = _digest(paths, project)
     except (OSError, ValueError) as exc:
         logger.debug(f"No fingerprint for dataset '{name}' ({exc}); not logged to MLflow")
         return

@@ -8,7 +8,6 @@ a flow run writes point at it. `latent ui --stop` stops it.
 from __future__ import annotations
 
 import contextlib
-import importlib.util
 import os
 import signal
 import socket
@@ -62,7 +61,7 @@ def _find_or_start(project: Project, port: int | None) -> str:
     state = _links.read_ui_state(project)
     if state and state.get("store") == uri and _healthy(str(state.get("url"))):
         return str(state["url"])
-    if importlib.util.find_spec("flask") is None:
+    if not _ui_installed():
         err.print(escape(INSTALL_HINT), soft_wrap=True, highlight=False)
         raise typer.Exit(1)
     chosen = port or _free_port_from(DEFAULT_PORT)
@@ -73,6 +72,15 @@ def _find_or_start(project: Project, port: int | None) -> str:
     _wait_healthy(url, process, log_path)
     _links.write_ui_state(project, {"url": url, "pid": process.pid, "store": uri})
     return url
+
+
+def _ui_installed() -> bool:
+    """MLflow's UI server needs Flask, which `mlflow-skinny` (latent-observe's MLflow) lacks."""
+    try:
+        import flask  # noqa: F401
+    except ImportError:
+        return False
+    return True
 
 
 def _spawn(uri: str, port: int, log_path: Any) -> subprocess.Popen[bytes]:
