@@ -153,6 +153,19 @@ def _is_mlflow_process(pid: int) -> bool:
         return True
 
 
+def _stop_group(pid: int, grace_s: float = 10.0) -> None:
+    """SIGTERM the UI's process group; SIGKILL it if it is still there after `grace_s`."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(pid, signal.SIGTERM)
+    deadline = time.monotonic() + grace_s
+    while time.monotonic() < deadline:
+        if not _is_mlflow_process(pid):
+            return
+        time.sleep(0.1)  # waiting for a process that is not our child, bounded
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(pid, signal.SIGKILL)
+
+
 def _stop(project: Project) -> None:
     from latent.prefect import _links
 
@@ -162,7 +175,6 @@ def _stop(project: Project) -> None:
         console.print("No MLflow UI started by `latent ui` for this project.", highlight=False)
         return
     if _is_mlflow_process(pid):
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(pid, signal.SIGTERM)
+        _stop_group(pid)
     (project.latent_dir / _links.UI_STATE_FILE).unlink(missing_ok=True)
     console.print(f"Stopped the MLflow UI at {state.get('url') if state else '?'}", highlight=False)
