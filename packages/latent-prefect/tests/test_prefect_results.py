@@ -179,7 +179,7 @@ def test_latent_run_prints_where_to_look(evaluation: ProjectDir) -> None:
     run = _run_of(client, "evaluate")
     assert f"/runs/{run.info.run_id}   (evaluate)" in out
     assert "MLflow UI:  latent ui" in out
-    assert f"Prefect:    {run.data.tags['prefect.flow_run.url']}" in out
+    assert f"Prefect UI: {run.data.tags['prefect.flow_run.url']}" in out
 
 
 def test_latent_ui_without_the_ui_extra_prints_the_install_hint(
