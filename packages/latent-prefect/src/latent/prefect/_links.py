@@ -62,7 +62,7 @@ def mlflow_run_url(base: str, experiment_id: str, run_id: str) -> str:
 
 
 def mlflow_trace_url(base: str, experiment_id: str, trace_id: str) -> str:
-    return f"{base}/#/experiments/{experiment_id}/traces?selectedEvaluationId={trace_id}"
+    return f"{base}/#/experiments/{experiment_id}/traces?traceId={trace_id}"
 
 
 def prefect_ui_base() -> str | None:
