@@ -174,6 +174,8 @@ def test_the_example_pipeline_picture_joins_both_flows_by_answer_scored(
 
 def test_lineage_turns_values_into_data_edges_and_dataset_reads() -> None:
     """What the task side reports (`_lineage.record_call` / `note_result`) becomes the picture."""
+    from prefect import unmapped
+
     from latent.prefect import _lineage
 
     questions = {"rows": ["q1", "q2"]}
@@ -185,6 +187,7 @@ def test_lineage_turns_values_into_data_edges_and_dataset_reads() -> None:
         _lineage.note_result(prompts, "build_prompts")
         _lineage.record_call("answer", "answer_question", [prompts, 0.0, "m"])
         _lineage.record_call("answer", "score", [{"all": prompts}])  # one level down
+        _lineage.record_call("answer", "judge", [unmapped(prompts)])  # what .map() is given
         _lineage.record_call("answer", "unrelated", [[{"id": 1}], None, 1])  # equal, not same
         _lineage.record_output("answer", "prompts", prompts)
     _lineage.record_call("answer", "after_the_run", [prompts])  # nothing is tracked outside
@@ -195,4 +198,5 @@ def test_lineage_turns_values_into_data_edges_and_dataset_reads() -> None:
         ("build_prompts", "-->", "prompts"),
         ("build_prompts", "-.->", "answer_question"),
         ("build_prompts", "-.->", "score"),
+        ("build_prompts", "-.->", "judge"),
     }

@@ -19,6 +19,7 @@ from contextvars import ContextVar
 from typing import Any
 
 from latent.registry import TaskRegistry
+from prefect.utilities.annotations import BaseAnnotation
 
 __all__ = ["note_dataset", "note_result", "record_call", "record_output", "tracking"]
 
@@ -62,6 +63,8 @@ def _origins_of(arguments: Iterable[Any]) -> Iterator[_Origin]:
     if not seen:
         return
     for value in arguments:
+        if isinstance(value, BaseAnnotation):  # unmapped(x), quote(x), allow_failure(x)
+            value = value.unwrap()
         yield from _lookup(seen, value)
         if isinstance(value, Mapping):
             value = value.values()
