@@ -14,7 +14,7 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from latent.observe._settings import current_settings
+from latent.observe._settings import current_settings, emit_warning
 from latent.observe._summary import summarize
 from latent.observe._tracking import FlowRunHandle, current_run, numeric_metrics
 
@@ -160,12 +160,18 @@ def log_outputs(outputs: Any, *, name: str = "output") -> None:
     run = current_run()
     if run is None:
         return
-    run.set_outputs(summarize(outputs))
-    metrics = numeric_metrics(outputs)
-    if metrics:
-        run.log_metrics(metrics, 0)
-    for table, frame in _frames(outputs, name):
-        log_table(frame, table)
+    try:
+        run.set_outputs(summarize(outputs))
+        metrics = numeric_metrics(outputs)
+        if metrics:
+            run.log_metrics(metrics, 0)
+        for table, frame in _frames(outputs, name):
+            log_table(frame, table)
+    except Exception as exc:  # a value we cannot read must not fail the flow that returned it
+        emit_warning(
+            f"flow '{run.flow_name}': its return value could not be recorded in MLflow "
+            f"({type(exc).__name__}: {exc}); the flow's result is unaffected"
+        )
 
 
 def _frames(value: Any, name: str) -> list[tuple[str, Any]]:

@@ -75,6 +75,14 @@ def prefect_ui_base() -> str | None:
 
 def prefect_tags() -> dict[str, str]:
     """MLflow tags naming the Prefect flow run this code runs in (id, name, UI URL)."""
+    try:
+        return _prefect_tags()
+    except Exception as exc:  # observability never breaks a flow
+        logger.debug(f"No Prefect tags for the MLflow run: {exc}")
+        return {}
+
+
+def _prefect_tags() -> dict[str, str]:
     from prefect.context import FlowRunContext
 
     ctx = FlowRunContext.get()
