@@ -244,3 +244,45 @@ def test_first_task_does_not_wait_for_mlflow(client: Any, tracking_uri: str) -> 
     # The spans began before MLflow had a run to put them in.
     assert spans["first_task"].start_time_ns // 1_000_000 <= recorded.info.start_time
     assert recorded.data.params == {"p": "1"}
+
+
+WORKER = """
+import pickle, sys
+import mlflow
+from latent.observe import continue_trace, log_metric, log_table
+
+link = pickle.loads(bytes.fromhex(sys.argv[1]))
+with continue_trace(link):
+    log_metric("worker_metric", 3.0)
+    log_table([{"row": 1, "ok": True}], "worker_table")
+    mlflow.log_metric("worker_mlflow", 4.0)  # MLflow's own API, in the worker process
+print("worker done")
+"""
+
+
+@pytest.mark.slow
+def test_results_from_a_worker_process_land_in_the_flow_run(
+    client: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A Dask / Ray / process-pool worker gets the flow's `trace_link` with its task."""
+    import pickle
+
+    from latent.observe import trace_link
+
+    script = tmp_path / "worker.py"
+    script.write_text(textwrap.dedent(WORKER))
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    with flow_run("distributed") as run:
+        link = trace_link()
+        done = subprocess.run(
+            [sys.executable, str(script), pickle.dumps(link).hex()],
+            capture_output=True,
+            text=True,
+            timeout=240,
+            check=False,
+        )
+    assert done.returncode == 0, done.stderr
+    metrics = client.get_run(run.run_id).data.metrics
+    assert (metrics["worker_metric"], metrics["worker_mlflow"]) == (3.0, 4.0)
+    table = client.load_table(run.experiment_id, "worker_table.json", run_ids=[run.run_id])
+    assert table["row"].tolist() == [1]
