@@ -215,3 +215,58 @@ def test_editing_a_checkpointed_function_recomputes(tmp_path: Path, dev, load_mo
     assert load_module(source).step(1) == 2
     assert load_module(source.replace("x + 1", "x + 100")).step(1) == 101
     assert load_module(source.replace("return helper(x)", "return helper(x)  # same")).step(1) == 2
+
+
+def test_async_checkpoint_is_a_coroutine_function_and_caches(tmp_path, dev) -> None:
+    import asyncio
+    import inspect
+
+    from latent.cache import checkpoint
+
+    calls = []
+
+    @checkpoint(directory=tmp_path)
+    async def ask(prompt: str) -> str:
+        calls.append(prompt)
+        await asyncio.sleep(0)
+        return prompt.upper()
+
+    assert inspect.iscoroutinefunction(ask)
+
+    async def main() -> list[str]:
+        first = await asyncio.gather(*(ask(p) for p in ["a", "b", "a"]))
+        second = await asyncio.gather(*(ask(p) for p in ["a", "b", "c"]))
+        return first + second
+
+    assert asyncio.run(main()) == ["A", "B", "A", "A", "B", "C"]
+    assert sorted(calls) in (["a", "a", "b", "c"], ["a", "b", "c"])  # "a" twice only when raced
+    assert ask.cache_key("a") != ask.cache_key("b")
+
+
+def test_checkpoints_for_scopes_directory_and_environment_per_context(tmp_path) -> None:
+    import threading
+
+    from latent.cache import checkpoint, checkpoints_enabled, checkpoints_for
+
+    @checkpoint
+    def double(x: int) -> int:
+        return x * 2
+
+    seen: dict[str, bool] = {}
+
+    def run(name: str, environment: str) -> None:
+        with checkpoints_for(environment=environment, directory=tmp_path / name):
+            seen[name] = checkpoints_enabled()
+            double(21)
+
+    threads = [
+        threading.Thread(target=run, args=("a", "dev")),
+        threading.Thread(target=run, args=("b", "production")),
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert seen == {"a": True, "b": False}
+    assert (tmp_path / "a").exists() and not (tmp_path / "b").exists()
+    assert not checkpoints_enabled()  # outside any scope: production (the fixture's default)

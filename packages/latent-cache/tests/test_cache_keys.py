@@ -53,3 +53,20 @@ def test_unhashable_argument_names_its_position() -> None:
         row_cache_key("t", [], {"config": {"client": Client()}}, "s")
     assert info.value.path == "kwargs['config']['client']"
     assert "kwargs['config']['client']" in str(info.value)
+
+
+def test_hash_once_hashes_a_shared_argument_once() -> None:
+    from latent.cache import hash_once, register_hasher
+
+    calls = []
+
+    class Model:
+        pass
+
+    register_hasher(Model, lambda m: calls.append(1) or "model-v1")
+    model = Model()
+    with hash_once():
+        keys = {row_cache_key("t", (model, i), {}, "sig") for i in range(50)}
+    assert len(keys) == 50 and len(calls) == 1
+    row_cache_key("t", (model, 0), {}, "sig")  # outside the block: hashed again
+    assert len(calls) == 2

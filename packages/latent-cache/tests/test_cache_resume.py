@@ -180,3 +180,63 @@ def test_clean_venv_with_only_latent_cache_runs_the_spec_example(tmp_path: Path,
     )
     assert missing.returncode != 0  # truly a venv without pandas
     assert (project / ".latent" / "cache" / "cache.db").is_file()
+
+
+ASYNC_LOOP = """
+import asyncio, os, signal, sys
+from latent.cache import checkpoint
+
+log_path, crash_at = sys.argv[1], int(sys.argv[2])
+log = open(log_path, "a")
+
+
+@checkpoint
+async def ask(doc):
+    log.write(f"{doc['id']}\\n")
+    log.flush()
+    await asyncio.sleep(0)
+    if doc["id"] == crash_at:
+        os.kill(os.getpid(), signal.SIGKILL)
+    return {"id": doc["id"], "response": doc["prompt"].upper()}
+
+
+async def main():
+    docs = [{"id": i, "prompt": f"doc {i}"} for i in range(400)]
+    results = []
+    for start in range(0, len(docs), 50):  # gather in waves of 50, as a rate-limited client would
+        results += await asyncio.gather(*(ask(d) for d in docs[start:start + 50]))
+    assert [r["id"] for r in results] == list(range(400))
+    print("done", len(results))
+
+
+asyncio.run(main())
+"""
+
+
+def test_async_checkpoint_resumes_after_sigkill_under_gather(tmp_path: Path, child_env) -> None:
+    env = child_env(LATENT_ENVIRONMENT="dev")
+    project = tmp_path / "proj"
+    (project / "config").mkdir(parents=True)
+    (project / "config" / "latent.toml").write_text('environment = "dev"\n')
+    log = tmp_path / "calls.log"
+
+    def run(crash_at: int) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-c", ASYNC_LOOP, str(log), str(crash_at)],
+            cwd=project,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+
+    crashed = run(crash_at=237)
+    assert crashed.returncode == -signal.SIGKILL
+    first = log.read_text().split()
+    assert "237" in first
+    done = run(crash_at=-1)
+    assert done.returncode == 0, done.stderr
+    assert "done 400" in done.stdout
+    second = log.read_text().split()[len(first) :]
+    # items that finished before the kill (200-236 of the crash's wave too) are not called again
+    assert sorted(map(int, second)) == list(range(237, 400))

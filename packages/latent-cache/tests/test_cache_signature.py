@@ -212,3 +212,71 @@ def test_a_module_namer_makes_import_names_irrelevant(load_module) -> None:
         assert code_signature(as_script.task) != code_signature(as_tool.task)
     finally:
         set_module_namer(previous)
+
+
+def test_a_helper_defined_below_the_function_is_followed(load_module) -> None:
+    below = """
+        def task(x):
+            return helper(x)
+
+        def helper(x):
+            return x * 2
+    """
+    base = sig(load_module, below)
+    assert sig(load_module, below.replace("x * 2", "x * 3")) != base
+
+
+def test_signature_computed_before_a_helper_exists_is_not_kept(load_module) -> None:
+    """A signature taken while the module was half-executed (at decoration time) is redone."""
+    module = load_module("def task(x):\n    return helper(x)\n")
+    early = code_signature(module.task)
+    exec("def helper(x):\n    return x * 2\n", module.__dict__)
+    with_helper = code_signature(module.task)
+    exec("def helper(x):\n    return x * 3\n", module.__dict__)
+    assert len({early, with_helper, code_signature(module.task)}) == 3
+
+
+def test_methods_of_project_classes_are_followed(load_module) -> None:
+    source = """
+        class Scorer:
+            def __init__(self, scale):
+                self.scale = scale
+
+            def score(self, x):
+                return x * self.scale
+
+            @staticmethod
+            def make():
+                return Scorer(2)
+
+        def by_class(x):
+            return Scorer.make().score(x)
+
+        def by_instance(scorer, x):
+            return scorer.score(x)
+    """
+    for name in ("by_class", "by_instance"):
+        base = sig(load_module, source, name)
+        assert sig(load_module, source.replace("x * self.scale", "x + self.scale"), name) != base
+        assert (
+            sig(
+                load_module,
+                source.replace("self.scale = scale", "self.scale = scale  # kept"),
+                name,
+            )
+            == base
+        )
+
+
+def test_library_classes_and_functions_stay_out(load_module) -> None:
+    source = """
+        import json
+        from collections import OrderedDict
+
+        def task(x):
+            return json.dumps(OrderedDict(x=x))
+    """
+    module = load_module(source)
+    from latent.cache.signature import signature_parts
+
+    assert list(signature_parts(module.task)) == ["userflow.task"]

@@ -9,6 +9,7 @@ decision made after the decorated function was defined still applies.
 
 from __future__ import annotations
 
+import contextvars
 import os
 import threading
 import tomllib
@@ -19,6 +20,10 @@ from latent.cache.errors import SettingsFileError
 DEV_ENVIRONMENTS = frozenset({"dev", "development"})
 SETTINGS_FILE = Path("config") / "latent.toml"
 
+# Per flow run (context variable) before per process: (environment, directory).
+_scoped: contextvars.ContextVar[tuple[str | None, str | None]] = contextvars.ContextVar(
+    "latent_checkpoint_scope", default=(None, None)
+)
 _configured_environment: str | None = None
 _configured_directory: str | None = None
 # cwd -> the settings file found from it (or None); file path -> (mtime_ns, environment)
@@ -39,7 +44,21 @@ def configure(
             _configured_directory = os.path.abspath(directory)
 
 
+def scope(
+    *, environment: str | None, directory: str | os.PathLike[str] | None
+) -> contextvars.Token[tuple[str | None, str | None]]:
+    path = os.path.abspath(directory) if directory is not None else None
+    return _scoped.set((environment, path))
+
+
+def unscope(token: contextvars.Token[tuple[str | None, str | None]]) -> None:
+    _scoped.reset(token)
+
+
 def environment() -> str:
+    scoped = _scoped.get()[0]
+    if scoped is not None:
+        return scoped
     if _configured_environment is not None:
         return _configured_environment
     env = os.environ.get("LATENT_ENVIRONMENT")
@@ -55,6 +74,9 @@ def environment() -> str:
 
 def checkpoint_directory() -> str:
     """Configured directory, else ``<project>/.latent/cache``, else ``./.latent/cache``."""
+    scoped = _scoped.get()[1]
+    if scoped is not None:
+        return scoped
     if _configured_directory is not None:
         return _configured_directory
     cwd = os.getcwd()

@@ -7,11 +7,17 @@ pickled is returned uncached with a warning (once per function) rather than lost
 cannot be written (disk full, read-only) raises :class:`CacheWriteError` naming the directory.
 The code signature is computed on the first call, not at decoration, so helpers defined later in
 the module are seen.
+
+An ``async def`` is wrapped in an ``async def`` (see :func:`memoize`), so callers that check
+``inspect.iscoroutinefunction`` (Prefect, asyncio tooling) see a coroutine function; concurrent
+awaits of the same call under ``asyncio.gather`` each look up, and the last write wins with the
+same value.
 """
 
 from __future__ import annotations
 
 import functools
+import inspect
 from collections.abc import Callable
 from typing import Any
 
@@ -57,14 +63,30 @@ class Memoized:
         if value is not MISSING:
             return value
         result = self._fn(*args, **kwargs)
+        self._save(store, key, ingredients, result)
+        return result
+
+    async def acall(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        """`__call__` for an ``async def``: the same look-up and store around an await."""
+        if self._active is not None and not self._active():
+            return await self._fn(*args, **kwargs)
+        key, ingredients = self._key(args, kwargs)
+        store = self._store()
+        value = store.get(key)
+        if value is not MISSING:
+            return value
+        result = await self._fn(*args, **kwargs)
+        self._save(store, key, ingredients, result)
+        return result
+
+    def _save(self, store: CacheStore, key: str, ingredients: dict[str, str], result: Any) -> None:
         ingredients["kind"] = self._kind
         try:
             store.set(
                 key, result, expire=self._expire, function=self._name, ingredients=ingredients
             )
         except UncacheableValueError as exc:
-            warn_limited(f"uncacheable:{self._name}", str(exc), CacheEntryWarning, stacklevel=2)
-        return result
+            warn_limited(f"uncacheable:{self._name}", str(exc), CacheEntryWarning, stacklevel=3)
 
     def __get__(self, instance: object, owner: type | None = None) -> Any:
         """Methods: bind ``self`` as the first argument (it is hashed like any argument)."""
@@ -112,3 +134,18 @@ class BoundMemoized:
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.__func__, name)
+
+
+def memoize(fn: Callable[..., Any], **options: Any) -> Any:
+    """A :class:`Memoized` for ``fn``; for an ``async def``, an ``async def`` that awaits it."""
+    memo = Memoized(fn, **options)
+    if not inspect.iscoroutinefunction(fn):
+        return memo
+
+    async def call(*args: Any, **kwargs: Any) -> Any:
+        return await memo.acall(args, kwargs)
+
+    functools.update_wrapper(call, fn)
+    call.cache_key = memo.cache_key  # type: ignore[attr-defined]
+    call.cache_clear = memo.cache_clear  # type: ignore[attr-defined]
+    return call

@@ -14,17 +14,19 @@ the same arguments never share one and an edited function recomputes.
 
 from __future__ import annotations
 
+import contextlib
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any, TypeVar, overload
 
 from latent.cache import _environment
-from latent.cache._memo import Memoized
+from latent.cache._memo import memoize
 from latent.cache.store import CacheStore, shared_store
 
 __all__ = [
     "checkpoint",
     "checkpoints_enabled",
+    "checkpoints_for",
     "clear_checkpoints",
     "configure_checkpoints",
 ]
@@ -40,6 +42,22 @@ def checkpoints_enabled() -> bool:
     current directory upwards), else ``production``.
     """
     return _environment.environment().strip().lower() in _environment.DEV_ENVIRONMENTS
+
+
+@contextlib.contextmanager
+def checkpoints_for(
+    *, environment: str | None = None, directory: str | os.PathLike[str] | None = None
+) -> Iterator[None]:
+    """Within this block (this thread or task only), use this environment and directory.
+
+    What latent-prefect sets for each flow run, so two projects running at once in one process
+    (threads, asyncio) never write into each other's checkpoints.
+    """
+    token = _environment.scope(environment=environment, directory=directory)
+    try:
+        yield
+    finally:
+        _environment.unscope(token)
 
 
 def configure_checkpoints(
@@ -75,7 +93,7 @@ def checkpoint(
     """
 
     def decorate(func: Callable[..., Any]) -> Any:
-        return Memoized(
+        return memoize(
             func,
             store=_resolver(directory),
             expire=...,

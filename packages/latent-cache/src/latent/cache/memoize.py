@@ -15,7 +15,7 @@ from collections.abc import Callable
 from datetime import timedelta
 from typing import Any, TypeVar, overload
 
-from latent.cache._memo import Memoized
+from latent.cache._memo import memoize
 from latent.cache.store import CacheStore, shared_store
 
 __all__ = ["cached"]
@@ -51,7 +51,7 @@ def cached(
     """
 
     def decorate(func: Callable[..., Any]) -> Any:
-        return Memoized(func, store=_resolver(store), expire=expire, kind="cached")
+        return memoize(func, store=_resolver(store), expire=expire, kind="cached")
 
     return decorate(fn) if fn is not None else decorate
 

@@ -13,6 +13,14 @@ one whose source file is not part of Python or an installed library: ``helper(x)
   shifted line);
 - two functions with the same body but different names never share a signature.
 
+Methods of the project's classes are code too: a class the function names (``Model(...)``,
+``Model.load(...)``) brings in all of its methods, and ``obj.method(...)`` on a value of unknown
+type brings in every method of that name on the classes of the function's module.
+
+A signature is memoized per code object together with what its names resolved to; a later
+call re-checks those few lookups, so a helper defined below the task, or a module reloaded
+with an edited helper, gives a new signature instead of a stale one.
+
 Values of globals and closure variables (an LLM client, a retry flag) are data, not code, and are
 not part of the signature: data enters cache keys only as arguments, so a checkpointed inner
 function keeps hitting after a restart. When no source is available (exec'd code, a REPL), the
@@ -26,20 +34,26 @@ import functools
 import inspect
 import os
 import site
+import sys
 import sysconfig
 import textwrap
 import threading
 import types
-from collections.abc import Callable, Iterator
-from typing import Any
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any, TypeGuard
 
 import xxhash
 
-__all__ = ["code_signature", "qualified_name", "set_module_namer"]
+__all__ = ["code_signature", "qualified_name", "set_module_namer", "signature_parts"]
 
-# id(code) -> (code, signature). The code object is kept so its id cannot be reused; keyed by
-# code rather than function so a nested function re-created on every call hits too.
-_CACHE: dict[int, tuple[types.CodeType, str]] = {}
+# What a name in a function's body resolved to when its signature was computed: the namespace
+# it was looked up in (a module's globals, a class's live __dict__), the name, and what it was
+# (see `_identity`).
+_Dep = tuple[Mapping[str, Any], str, object]
+
+# id(code) -> (code, signature, deps). The code object is kept so its id cannot be reused; keyed
+# by code rather than function so a nested function re-created on every call hits too.
+_CACHE: dict[int, tuple[types.CodeType, str, tuple[_Dep, ...]]] = {}
 _LOCK = threading.Lock()
 
 
@@ -90,23 +104,53 @@ def qualified_name(fn: Callable[..., Any]) -> str:
 def code_signature(fn: Callable[..., Any]) -> str:
     """Return a 32-character hex digest of ``fn``'s code and the user helpers it calls.
 
-    Computed once per code object per process (it sits on the hot path of every cached call).
+    Memoized per code object (it sits on the hot path of every cached call) and re-checked on
+    each call against what the body's names resolve to now (see the module docstring).
     Accepts plain functions, lambdas, nested functions, methods (bound or not) and wrappers made
     with ``functools.wraps``.
     """
     func = _unwrap(fn)
     code = func.__code__
     hit = _CACHE.get(id(code))
-    if hit is not None and hit[0] is code:
+    if hit is not None and hit[0] is code and _still_resolves(hit[2]):
         return hit[1]
+    return _compute(func)
+
+
+def signature_parts(fn: Callable[..., Any]) -> dict[str, str]:
+    """``{qualified name: digest of its own code}`` for ``fn`` and every helper it follows.
+
+    What an explanation of a cache miss compares, to say which function changed.
+    """
+    parts: dict[str, str] = {}
+    for name, body in _walk(_unwrap(fn), set(), []):
+        parts[name] = xxhash.xxh3_64_hexdigest(body)
+    return parts
+
+
+def _compute(func: types.FunctionType) -> str:
     h = xxhash.xxh3_128()
-    seen: set[int] = set()
-    for part in _parts(func, seen):
-        h.update(part)
+    deps: list[_Dep] = []
+    for name, body in _walk(func, set(), deps):
+        encoded = name.encode()
+        h.update(b"%d:" % len(encoded) + encoded)
+        h.update(b"%d:" % len(body) + body)
     signature = h.hexdigest()
     with _LOCK:
-        _CACHE[id(code)] = (code, signature)
+        _CACHE[id(func.__code__)] = (func.__code__, signature, tuple(deps))
     return signature
+
+
+def _still_resolves(deps: tuple[_Dep, ...]) -> bool:
+    return all(_identity(namespace.get(name)) is seen for namespace, name, seen in deps)
+
+
+def _identity(value: Any) -> object:
+    """What makes a name's value the same code: a function's code object, a class itself."""
+    if value is None or isinstance(value, type):
+        return value
+    found = _function_of(value)
+    return found.__code__ if found is not None else None
 
 
 def _unwrap(fn: Callable[..., Any]) -> types.FunctionType:
@@ -130,40 +174,118 @@ def _unwrap(fn: Callable[..., Any]) -> types.FunctionType:
     )
 
 
-def _parts(func: types.FunctionType, seen: set[int]) -> Iterator[bytes]:
-    """Yield the byte parts of ``func``'s signature and then of each helper it calls."""
+def _walk(
+    func: types.FunctionType, seen: set[int], deps: list[_Dep]
+) -> Iterator[tuple[str, bytes]]:
+    """Yield (qualified name, normalised body) of ``func`` and then of each helper it calls."""
     code = func.__code__
     if id(code) in seen:
         return
     seen.add(id(code))
     name = f"{module_name(func)}.{func.__qualname__}"
     body, names, chains = _normalised(func)
-    yield b"%d:" % len(name.encode()) + name.encode()
-    yield b"%d:" % len(body) + body
-    helpers = [_helper(func, (n,)) for n in sorted(names)]
-    helpers += [_helper(func, chain) for chain in sorted(chains)]
-    for helper in helpers:
+    yield name, body
+    for helper in _helpers(func, names, chains, deps):
+        yield from _walk(helper, seen, deps)
+
+
+def _helpers(
+    func: types.FunctionType,
+    names: set[str],
+    chains: set[tuple[str, ...]],
+    deps: list[_Dep],
+) -> Iterator[types.FunctionType]:
+    """The user functions and methods the body's names and dotted names refer to."""
+    namespace = func.__globals__
+    for name in sorted(names):
+        value = namespace.get(name)
+        helper = _user_function(func, value)
+        deps.append((namespace, name, _identity(value)))
         if helper is not None:
-            yield from _parts(helper, seen)
+            yield helper
+        elif _is_user_class(value):
+            yield from _methods(value, deps)
+    methods = {chain[-1] for chain in chains}
+    for chain in sorted(chains):
+        value = namespace.get(chain[0])
+        if isinstance(value, types.ModuleType):
+            helper = _attribute_function(func, value, chain[1:])
+            if helper is not None:
+                yield helper
+            elif _is_user_class(found := _attribute(value, chain[1:-1])):
+                yield from _methods(found, deps, only={chain[-1]})
+    # ``obj.method()`` on a value of unknown type: that method of the module's own classes.
+    for value in list(namespace.values()) if methods else ():
+        if _is_user_class(value) and value.__module__ == func.__module__:
+            yield from _methods(value, deps, only=methods)
 
 
-def _helper(func: types.FunctionType, path: tuple[str, ...]) -> types.FunctionType | None:
-    """The user function that ``name`` or ``module.name`` in ``func``'s body refers to, if any."""
-    value = func.__globals__.get(path[0])
-    for attribute in path[1:]:
+def _attribute(value: Any, path: tuple[str, ...]) -> Any:
+    for attribute in path:
         if not isinstance(value, types.ModuleType):
             return None
         value = getattr(value, attribute, None)
-    if value is None:
-        return None
+    return value
+
+
+def _attribute_function(
+    func: types.FunctionType, module: types.ModuleType, path: tuple[str, ...]
+) -> types.FunctionType | None:
+    return _user_function(func, _attribute(module, path))
+
+
+def _function_of(value: Any) -> types.FunctionType | None:
     try:
-        value = _unwrap(value)
+        return _unwrap(value)
     except TypeError:
         return None
-    if value.__module__ == func.__module__:
-        return value
-    filename = _source_path(value.__code__.co_filename)
-    return value if filename is not None and _is_user_file(filename) else None
+
+
+def _user_function(func: types.FunctionType, value: Any) -> types.FunctionType | None:
+    """`value` as a function of the same module or of a user file; None for anything else."""
+    if value is None or isinstance(value, type):
+        return None
+    found = _function_of(value)
+    if found is None:
+        return None
+    if found.__module__ == func.__module__:
+        return found
+    filename = _source_path(found.__code__.co_filename)
+    return found if filename is not None and _is_user_file(filename) else None
+
+
+def _is_user_class(value: Any) -> TypeGuard[type]:
+    """A class defined in a user file (judged by its methods' code, else by its module)."""
+    if not isinstance(value, type):
+        return False
+    for member in vars(value).values():
+        found = _function_of(member.fget if isinstance(member, property) else member)
+        if found is not None:
+            filename = _source_path(found.__code__.co_filename)
+            return filename is not None and _is_user_file(filename)
+    module = sys.modules.get(value.__module__)
+    filename = getattr(module, "__file__", None)
+    return filename is not None and _is_user_file(os.path.abspath(filename))
+
+
+def _methods(
+    cls: type, deps: list[_Dep], only: set[str] | None = None
+) -> Iterator[types.FunctionType]:
+    """The functions defined in ``cls`` and its user base classes (``only`` those names)."""
+    for klass in cls.__mro__:
+        if klass is object or not _is_user_class(klass):
+            continue
+        namespace = klass.__dict__
+        for name in sorted(namespace):
+            if only is not None and name not in only:
+                continue
+            value = namespace[name]
+            if isinstance(value, property):
+                value = value.fget
+            found = _function_of(value) if value is not None else None
+            deps.append((namespace, name, _identity(value)))  # a live view of the class dict
+            if found is not None:
+                yield found
 
 
 def _source_path(filename: str) -> str | None:
