@@ -109,7 +109,8 @@ class TrackedRun:
     spans: list[Any]
 
     def spans_named(self, name: str) -> list[Any]:
-        return [s for s in self.spans if s.name == name]
+        """Spans of a task: named `name`, or `name[3] q-17` for a mapped row."""
+        return [s for s in self.spans if s.name == name or s.name.startswith(name + "[")]
 
 
 def tracked_runs(root: Path, flow: str) -> list[TrackedRun]:

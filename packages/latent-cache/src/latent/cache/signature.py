@@ -149,6 +149,8 @@ def _identity(value: Any) -> object:
     """What makes a name's value the same code: a function's code object, a class itself."""
     if value is None or isinstance(value, type):
         return value
+    if isinstance(value, property):
+        value = value.fget
     found = _function_of(value)
     return found.__code__ if found is not None else None
 
@@ -204,7 +206,7 @@ def _helpers(
         if helper is not None:
             yield helper
         elif _is_user_class(value):
-            yield from _methods(value, deps)
+            yield from _methods(value)
     methods = {chain[-1] for chain in chains}
     for chain in sorted(chains):
         value = namespace.get(chain[0])
@@ -213,11 +215,11 @@ def _helpers(
             if helper is not None:
                 yield helper
             elif _is_user_class(found := _attribute(value, chain[1:-1])):
-                yield from _methods(found, deps, only={chain[-1]})
+                yield from _methods(found, only={chain[-1]})
     # ``obj.method()`` on a value of unknown type: that method of the module's own classes.
     for value in list(namespace.values()) if methods else ():
         if _is_user_class(value) and value.__module__ == func.__module__:
-            yield from _methods(value, deps, only=methods)
+            yield from _methods(value, only=methods)
 
 
 def _attribute(value: Any, path: tuple[str, ...]) -> Any:
@@ -235,42 +237,52 @@ def _attribute_function(
 
 
 def _function_of(value: Any) -> types.FunctionType | None:
+    if value is None:
+        return None
     try:
         return _unwrap(value)
-    except TypeError:
+    except Exception:  # TypeError, or an object whose attribute lookup itself raises
         return None
 
 
 def _user_function(func: types.FunctionType, value: Any) -> types.FunctionType | None:
-    """`value` as a function of the same module or of a user file; None for anything else."""
+    """`value` as a function of the same module or of a project file; None for anything else.
+
+    A library's wrapper around a project function (a task object, a decorator made with
+    ``functools.wraps``) leads to the project function it wraps.
+    """
     if value is None or isinstance(value, type):
         return None
     found = _function_of(value)
-    if found is None:
-        return None
-    if found.__module__ == func.__module__:
-        return found
-    filename = _source_path(found.__code__.co_filename)
-    return found if filename is not None and _is_user_file(filename) else None
+    for _ in range(10):
+        if found is None:
+            return None
+        if found.__module__ == func.__module__:
+            return found
+        filename = _source_path(found.__code__.co_filename)
+        if filename is not None and _is_user_file(filename):
+            return found
+        found = _function_of(getattr(found, "__wrapped__", None))
+    return None
 
 
 def _is_user_class(value: Any) -> TypeGuard[type]:
-    """A class defined in a user file (judged by its methods' code, else by its module)."""
+    """A class defined in a user file: by its module's file, else by its methods' code."""
     if not isinstance(value, type):
         return False
-    for member in vars(value).values():
-        found = _function_of(member.fget if isinstance(member, property) else member)
-        if found is not None:
-            filename = _source_path(found.__code__.co_filename)
-            return filename is not None and _is_user_file(filename)
     module = sys.modules.get(value.__module__)
     filename = getattr(module, "__file__", None)
-    return filename is not None and _is_user_file(os.path.abspath(filename))
+    if filename is not None:
+        return _is_user_file(os.path.abspath(filename))
+    for member in list(vars(value).values()):
+        found = _function_of(member.fget if isinstance(member, property) else member)
+        path = _source_path(found.__code__.co_filename) if found is not None else None
+        if path is not None:
+            return _is_user_file(path)
+    return False
 
 
-def _methods(
-    cls: type, deps: list[_Dep], only: set[str] | None = None
-) -> Iterator[types.FunctionType]:
+def _methods(cls: type, only: set[str] | None = None) -> Iterator[types.FunctionType]:
     """The functions defined in ``cls`` and its user base classes (``only`` those names)."""
     for klass in cls.__mro__:
         if klass is object or not _is_user_class(klass):
@@ -282,8 +294,10 @@ def _methods(
             value = namespace[name]
             if isinstance(value, property):
                 value = value.fget
+            # no dependency on the class's own entries: the class is checked by the name that
+            # refers to it (a reloaded module gives a new class), and tools that ship classes
+            # by value (cloudpickle, for Dask) re-set their methods on the same class
             found = _function_of(value) if value is not None else None
-            deps.append((namespace, name, _identity(value)))  # a live view of the class dict
             if found is not None:
                 yield found
 
@@ -311,6 +325,9 @@ def _library_dirs() -> tuple[str, ...]:
     paths = sysconfig.get_paths()
     dirs = [paths.get(key) for key in ("stdlib", "platstdlib", "purelib", "platlib")]
     dirs += getattr(site, "getsitepackages", list)()  # some virtualenvs' site module lacks it
+    # Latent's own packages are library code too, also when installed from a checkout
+    latent = sys.modules.get("latent")
+    dirs += list(getattr(latent, "__path__", []))
     return tuple(os.path.realpath(d) + os.sep for d in dirs if d)
 
 
@@ -322,10 +339,23 @@ def _normalised(func: types.FunctionType) -> tuple[bytes, set[str], set[tuple[st
     if node is None:
         return _bytecode(func.__code__), _code_names(func.__code__), set()
     _strip(node)
+    # names the function binds itself (parameters, assignments, loop targets) are local: a
+    # global of the same name is not what the body calls
+    bound = {a.arg for a in ast.walk(node) if isinstance(a, ast.arg)}
+    bound |= {
+        n.id for n in ast.walk(node) if isinstance(n, ast.Name) and not isinstance(n.ctx, ast.Load)
+    }
     names = {
-        n.id for n in ast.walk(node) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load)
+        n.id
+        for n in ast.walk(node)
+        if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load) and n.id not in bound
     }
     chains = {chain for n in ast.walk(node) if (chain := _dotted(n)) is not None}
+    chains = {c for c in chains if c[0] not in bound} | {
+        (c[0], c[-1])
+        for c in chains
+        if c[0] in bound  # obj.method() on a local: the method
+    }
     return ast.dump(node, annotate_fields=False, include_attributes=False).encode(), names, chains
 
 

@@ -160,6 +160,17 @@ class PrefectSettings(_Section):
         )
 
 
+class LimitSettings(_Section):
+    """``[limits.<name>]``: one endpoint's budget, shared by every task naming it.
+
+    ``concurrency`` bounds the calls in flight at once; ``rate`` the calls per period, written as
+    ``"<count>/<unit>"`` (``"600/minute"``, ``"10/second"``).
+    """
+
+    concurrency: int | None = Field(default=None, ge=1)
+    rate: str | None = Field(default=None, pattern=r"^\s*\d+\s*(/|per)\s*(\d+\s*)?[a-z]+\s*$")
+
+
 class Settings(_Section):
     """Everything in ``config/latent.toml``; every field has a default, so the file is optional."""
 
@@ -169,6 +180,7 @@ class Settings(_Section):
     mlflow: MlflowSettings = Field(default_factory=MlflowSettings)
     prefect: PrefectSettings = Field(default_factory=PrefectSettings)
     observe: ObserveSettings = Field(default_factory=ObserveSettings)
+    limits: dict[str, LimitSettings] = Field(default_factory=dict)
 
     @property
     def is_dev(self) -> bool:

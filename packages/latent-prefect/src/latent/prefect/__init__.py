@@ -30,7 +30,7 @@ if TYPE_CHECKING:
         logger,
     )
     from latent.prefect._flow import LatentFlow, flow
-    from latent.prefect._futures import CachedFuture
+    from latent.prefect._futures import CachedFuture, RowFuture
     from latent.prefect._task import LatentTask, task
     from prefect import unmapped
 
@@ -39,6 +39,7 @@ _WHERE = {
     "CachedFuture": "latent.prefect._futures",
     "LatentFlow": "latent.prefect._flow",
     "LatentTask": "latent.prefect._task",
+    "RowFuture": "latent.prefect._futures",
     "TaskExecutionError": "latent.observe",
     "checkpoint": "latent.cache",
     "clear_checkpoints": "latent.cache",
@@ -60,6 +61,7 @@ __all__ = [
     "CachedFuture",
     "LatentFlow",
     "LatentTask",
+    "RowFuture",
     "TaskExecutionError",
     "checkpoint",
     "clear_checkpoints",

@@ -18,11 +18,20 @@ from typing import Any, Generic, ParamSpec, TypeVar
 
 from pydantic import BaseModel
 
-from latent.cache import fingerprint_paths
+from latent.cache import checkpoints_for, fingerprint_paths
 from latent.config import Project, RunConfig, bind_run, current_run, track_param_reads
 from latent.observe import bind_names, flow_run, log_dataset, log_outputs, logger
-from latent.prefect import _keys, _lineage, _links, _registry_file, _runtime, _shipped, _startup
+from latent.prefect import (
+    _lineage,
+    _links,
+    _prefect_compat,
+    _registry_file,
+    _runtime,
+    _shipped,
+    _startup,
+)
 from latent.prefect._runtime import optional_parameter, resolved_signature
+from latent.prefect._task_cache import cache_for, cache_session
 from latent.prefect.errors import FlowDefinitionError, FlowOutputError
 from latent.registry import TaskRegistry
 from prefect import Flow
@@ -121,6 +130,8 @@ def _run_flow_body(spec: FlowSpec, args: tuple[Any, ...], kwargs: dict[str, Any]
     with (
         bind_run(run),
         bind_names(flow=spec.name, task=None),
+        checkpoints_for(environment=project.settings.environment, directory=project.cache_dir),
+        cache_session(),
         flow_run(spec.name, run.parameters, tags=_run_tags(spec)) as tracked,
         track_param_reads() as reads,
         _lineage.tracking(),
@@ -243,7 +254,7 @@ def _digest(paths: list[str], project: Project) -> str:
     if all("://" not in p or p.startswith("file://") for p in paths):
         local = [p.removeprefix("file://") for p in paths]
         return fingerprint_paths(local, index_dir=project.cache_dir)
-    return _keys._fingerprint(paths, project)
+    return cache_for(project).fingerprint(paths)
 
 
 def _log_dataset(name: str, dataset: Any, value: Any, project: Project, context: str) -> None:
@@ -297,26 +308,13 @@ class LatentFlow(Flow[P, R], Generic[P, R]):
     def __init__(self, *args: Any, spec: FlowSpec | None = None, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.spec = spec
-        # Results go to the project's storage, and tasks to the project's task runner
-        # (`[prefect.task_runner]`), unless the flow itself chose.
-        self._storage_from_project = kwargs.get("result_storage") is None
+        # Tasks go to the project's task runner (`[prefect.task_runner]`) unless the flow chose.
         self._runner_from_project = kwargs.get("task_runner") is None
 
     def with_options(self, **kwargs: Any) -> LatentFlow[P, R]:
-        # The project's storage is set on each call as an unsaved block, which Prefect's
-        # with_options would reject ("must be persisted server-side"): leave it out of the copy.
-        stored = self.result_storage
-        if self._storage_from_project:
-            self.result_storage = None
-        try:
-            new = super().with_options(**kwargs)
-        finally:
-            self.result_storage = stored
-        # Prefect builds a plain Flow; it has every attribute of ours but two, set below.
-        new.__class__ = type(self)
+        new = _prefect_compat.with_options_as(super(), type(self), **kwargs)
         assert isinstance(new, LatentFlow)
         new.spec = self.spec
-        new._storage_from_project = self._storage_from_project and "result_storage" not in kwargs
         new._runner_from_project = self._runner_from_project and "task_runner" not in kwargs
         return new
 
@@ -325,8 +323,6 @@ class LatentFlow(Flow[P, R], Generic[P, R]):
 
         outer = current_run()
         project = outer.project if outer else _runtime.project_for(self.fn)
-        if self._storage_from_project:
-            self.result_storage = _runtime.result_filesystem(project)
         if self._runner_from_project:
             configured = _shipped.configured_runner(project)
             if configured is not None:

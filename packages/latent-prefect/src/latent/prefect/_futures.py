@@ -1,46 +1,108 @@
-"""A Prefect future for a result that came from the cache without a task run.
+"""Futures for calls Latent answers itself: cache hits and mapped rows.
 
-`.map` and `.submit` look keys up before asking Prefect for a task run; a hit is returned as a
-`CachedFuture`, which behaves like any finished Prefect future: `.result()`, `.wait()`,
-`.state` (a Completed state named "Cached"), and `prefect.futures.wait` / `as_completed` accept it.
+A `.map` row and a `.submit` answered from the cache are not Prefect task runs, yet users hold
+their futures the Prefect way: `.result()`, `.wait()`, `.state`, `add_done_callback`, and
+`prefect.futures.wait` / `as_completed`. `RowFuture` is a `PrefectFuture` that a row engine (or
+a cache hit) completes; its `task_run_id` is the Prefect task run that ran the row's batch, or,
+for a hit, an id derived from the cache key (the same hit gives the same id).
 """
 
 from __future__ import annotations
 
+import threading
 import uuid
 from collections.abc import Callable
 from typing import Any, Generic, TypeVar
 
-from prefect.futures import PrefectTaskRunFuture
-from prefect.states import Completed, State
+from latent.prefect import _prefect_compat
+from prefect.futures import PrefectFuture
+from prefect.states import Completed, Failed, Pending, State
 
 R = TypeVar("R")
 
+_CACHED_IDS = uuid.UUID("6c1b2f4e-3f7a-4d55-9b3e-1a1e7a7e5c01")
 
-class CachedFuture(PrefectTaskRunFuture[R], Generic[R]):
-    """A finished future holding a cached value; no Prefect task run stands behind it."""
 
-    def __init__(self, value: R, task_name: str) -> None:
-        self._task_run_id = uuid.uuid4()
-        self._value = value
+class RowFuture(PrefectFuture[R], Generic[R]):
+    """The future of one row (or one cache hit); completed once by `set_result`/`set_error`."""
+
+    def __init__(self, task_name: str, row: int | None = None) -> None:
+        # PrefectFuture.__init__ is deprecated for subclasses: Prefect asks for our own.
         self.task_name = task_name
-        self._final_state: State[R] | None = Completed(
-            data=value, name="Cached", message=f"Cached result of task '{task_name}' (Latent)"
-        )
+        self.row = row
+        self._batch_run_id: uuid.UUID | None = None
+        self._value: Any = None
+        self._error: BaseException | None = None
+        self._done = threading.Event()
+        self._callbacks: list[Callable[[PrefectFuture[R]], None]] = []
+        self._lock = threading.Lock()
+        _prefect_compat.set_final_state(self, None)
+
+    def attach(self, task_run_id: uuid.UUID | None) -> None:
+        """Name the Prefect task run this row ran in (its batch)."""
+        self._batch_run_id = task_run_id
 
     @property
-    def state(self) -> State:
-        assert self._final_state is not None
-        return self._final_state
+    def task_run_id(self) -> uuid.UUID:
+        return self._batch_run_id or uuid.UUID(int=0)
+
+    @property
+    def state(self) -> State[Any]:
+        final = _prefect_compat.final_state_of(self)
+        return final if final is not None else Pending()
 
     def wait(self, timeout: float | None = None) -> None:
-        return None
+        self._done.wait(timeout)
 
     def result(self, timeout: float | None = None, raise_on_failure: bool = True) -> R:
-        return self._value
+        if not self._done.wait(timeout):
+            raise TimeoutError(f"Row {self.row} of task '{self.task_name}' is not done")
+        if self._error is not None:
+            if raise_on_failure:
+                raise self._error
+            return self._error  # type: ignore[return-value]  # Prefect's convention
+        return self._value  # type: ignore[no-any-return]
 
-    def add_done_callback(self, fn: Callable[[Any], None]) -> None:
+    def add_done_callback(self, fn: Callable[[PrefectFuture[R]], None]) -> None:
+        with self._lock:
+            if not self._done.is_set():
+                self._callbacks.append(fn)
+                return
         fn(self)
 
+    def done(self) -> bool:
+        return self._done.is_set()
+
+    def set_result(self, value: R) -> None:
+        self._value = value
+        self._finish(Completed(data=value, message=self._message("Completed")))
+
+    def set_cached(self, value: R, key: str) -> None:
+        """Complete with a cached value; the id names the cached result under `key`."""
+        self.attach(uuid.uuid5(_CACHED_IDS, key))
+        self._value = value
+        self._finish(Completed(data=value, name="Cached", message=self._message("Cached")))
+
+    def set_error(self, error: BaseException) -> None:
+        self._error = error
+        self._finish(Failed(data=error, message=f"{self._message('Failed')}: {error}"))
+
+    def _message(self, status: str) -> str:
+        where = f"row {self.row} of " if self.row is not None else ""
+        return f"{status}: {where}task '{self.task_name}' (Latent)"
+
+    def _finish(self, state: State[Any]) -> None:
+        _prefect_compat.set_final_state(self, state)
+        with self._lock:
+            self._done.set()
+            callbacks, self._callbacks = self._callbacks, []
+        for fn in callbacks:
+            fn(self)
+
     def __repr__(self) -> str:
-        return f"CachedFuture(task={self.task_name!r})"
+        where = f", row={self.row}" if self.row is not None else ""
+        return f"RowFuture(task={self.task_name!r}{where})"
+
+
+#: The name the first release exported; a cache hit's future is a finished `RowFuture`.
+CachedFuture = RowFuture

@@ -1,14 +1,15 @@
-"""A Rich progress bar for large `.map` calls, shown when `latent run` asks for one.
+"""A Rich progress bar for large maps, shown when `latent run` asks for one.
 
-The bar advances as mapped calls are answered from the cache or finish (the throttle waits on the
-oldest run in flight, so finished runs are seen in order). With a bar shown, `.map` waits for its
-last runs before returning, so that the bar ends at the truth.
+It counts rows — done, cached, failed — and how many are waiting on a rate or concurrency
+limit right now, so a throttled evaluation reads as waiting, not as silence. With a bar shown,
+`.map` waits for its rows before returning, so that the bar ends at the truth.
 """
 
 from __future__ import annotations
 
 import contextvars
-from collections.abc import Callable, Iterable, Iterator
+import threading
+from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -27,33 +28,61 @@ def progress_enabled() -> Iterator[None]:
         _enabled.reset(token)
 
 
-def progress_callback(name: str, total: int) -> Callable[..., None]:
-    """`advance(n)`; `advance(0, done=True, in_flight=futures)` closes the bar."""
+class RowProgress:
+    """Counts of one map's rows; drawn as a bar when shown."""
+
+    def __init__(self, name: str, total: int, bar: Any = None) -> None:
+        self.name = name
+        self.total = total
+        self.counts = {"done": 0, "cached": 0, "failed": 0, "waiting": 0}
+        self._bar = bar
+        self._job = bar.add_task(f"map {name}", total=total, **self.counts) if bar else None
+        self._lock = threading.Lock()
+
+    @property
+    def shown(self) -> bool:
+        return self._bar is not None
+
+    def done(self) -> None:
+        self._count("done", 1, advance=1)
+
+    def cached(self) -> None:
+        self._count("cached", 1, advance=1)
+
+    def failed(self) -> None:
+        self._count("failed", 1, advance=1)
+
+    def waiting(self, n: int) -> None:
+        """`n` more (or, negative, fewer) rows waiting on a limit."""
+        self._count("waiting", n, advance=0)
+
+    def _count(self, what: str, n: int, *, advance: int) -> None:
+        with self._lock:
+            self.counts[what] += n
+            if self._bar is not None:
+                self._bar.update(self._job, advance=advance, **self.counts)
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.stop()
+            self._bar = None
+
+
+def progress_for(name: str, total: int) -> RowProgress:
+    """A row counter for a map of `total` rows, with a bar when enabled and the map is large."""
     if not _enabled.get() or total < MIN_ITEMS:
-        return _noop
+        return RowProgress(name, total)
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
 
     bar = Progress(
         "[bold]{task.description}",
         BarColumn(),
         MofNCompleteColumn(),
+        "[cyan]{task.fields[cached]} cached[/]",
+        "[red]{task.fields[failed]} failed[/]",
+        "[yellow]{task.fields[waiting]} waiting on limits[/]",
         TimeRemainingColumn(),
         transient=False,
     )
     bar.start()
-    job = bar.add_task(f"map {name}", total=total)
-
-    def advance(n: int, *, done: bool = False, in_flight: Iterable[Any] = ()) -> None:
-        if n:
-            bar.advance(job, n)
-        if done:
-            for future in in_flight:  # only when a bar is shown: finish honestly, then close
-                future.wait()
-                bar.advance(job, 1)
-            bar.stop()
-
-    return advance
-
-
-def _noop(n: int, *, done: bool = False, in_flight: Iterable[Any] = ()) -> None:
-    return None
+    return RowProgress(name, total, bar)

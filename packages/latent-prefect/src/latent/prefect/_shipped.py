@@ -20,7 +20,9 @@ from pathlib import Path
 from typing import Any
 
 from latent.config import Project, RunConfig
-from latent.observe import TraceLink, record_task, trace_link
+from latent.observe import TraceLink, trace_link
+from latent.prefect import _prefect_compat
+from latent.prefect._summary import account
 from prefect.states import Completed, State
 
 
@@ -162,21 +164,6 @@ class Outcome:
         return Completed(data=result, message=self.message())
 
 
-def record(name: str, outcome: Outcome) -> None:
-    """Metrics and the summary row of one successful body call, in the flow's context."""
-    from latent.prefect._summary import summarize_task
-
-    record_task(
-        name,
-        duration_s=outcome.duration_s,
-        success=True,
-        cached=False,
-        rows_in=outcome.rows_in,
-        rows_out=outcome.rows_out,
-    )
-    summarize_task(name, "Completed", outcome.duration_s)
-
-
 def account_when_done(future: Any, name: str) -> None:
     """Record what a shipped task run did once its future finishes (in the flow's context)."""
     context = contextvars.copy_context()  # the callback runs on the runner's own thread
@@ -184,39 +171,25 @@ def account_when_done(future: Any, name: str) -> None:
 
 
 def _account(context: contextvars.Context, name: str, future: Any) -> None:
-    state = final_state(future)
-    if state is not None:
-        context.run(_account_state, name, state)
+    try:
+        state = _prefect_compat.runner_final_state(future)
+    except Exception:
+        return
+    if isinstance(state, State):
+        context.copy().run(_account_state, name, state)
 
 
 def _account_state(name: str, state: State[Any]) -> None:
-    from latent.prefect._summary import summarize_task
-
     if state.name == "Cached":
-        record_task(name, duration_s=0.0, success=True, cached=True)
-        summarize_task(name, "Cached", 0.0)
+        account(name, "Cached")
     elif state.is_completed():
-        outcome = Outcome.from_message(state.message)
-        record(name, outcome or Outcome(0.0, None, None))
+        outcome = Outcome.from_message(state.message) or Outcome(0.0, None, None)
+        account(
+            name,
+            "Completed",
+            outcome.duration_s,
+            rows_in=outcome.rows_in,
+            rows_out=outcome.rows_out,
+        )
     elif state.is_failed() or state.is_crashed():
-        record_task(name, duration_s=0.0, success=False)
-        summarize_task(name, "Failed", 0.0)
-
-
-def final_state(future: Any) -> State[Any] | None:
-    """A finished future's final state, read from the runner's own future (no server call).
-
-    Dask and concurrent futures answer `.result()`; a Ray object reference does not, and its
-    Prefect future keeps the state once `wait` has read it.
-    """
-    wrapped = getattr(future, "wrapped_future", None)
-    getter = getattr(wrapped, "result", None)
-    try:
-        if callable(getter):
-            state = getter()
-        else:
-            future.wait(0)
-            state = getattr(future, "_final_state", None)
-    except Exception:
-        return None
-    return state if isinstance(state, State) else None
+        account(name, "Failed")

@@ -1,50 +1,74 @@
-"""The run summary `latent run` prints: what every task of a run did, collected per run."""
+"""The run summary `latent run` prints, and the one place a task call is accounted for.
+
+`account` is called once per finished call (a task run, a mapped row, a cache hit): it records
+the call's metrics on the flow's MLflow run and adds it to the summary of the `latent run`
+collecting in this context. The summary groups calls per flow, task and status, with the p50
+and p95 latency of the calls that ran.
+"""
 
 from __future__ import annotations
 
 import contextvars
+import statistics
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 from latent.config import current_run
+from latent.observe import record_task
+
+STATUSES = ("Completed", "Cached", "Failed")
 
 
 @dataclass
 class TaskRecord:
-    """One line of the run summary the command line prints."""
+    """One line of the run summary: the calls of one task that ended in one status."""
 
     flow: str | None
     task: str
     status: str  # "Completed", "Cached", "Failed"
-    duration_s: float
-    count: int = 1
+    durations: list[float] = field(default_factory=list)
+
+    @property
+    def count(self) -> int:
+        return len(self.durations)
+
+    @property
+    def duration_s(self) -> float:
+        return sum(self.durations)
+
+    def percentile(self, q: int) -> float | None:
+        """The q-th percentile call latency (None for cache hits, which cost no call)."""
+        if self.status == "Cached" or not self.durations:
+            return None
+        if len(self.durations) == 1:
+            return self.durations[0]
+        return statistics.quantiles(self.durations, n=100, method="inclusive")[q - 1]
 
 
 @dataclass
 class RunSummary:
     """Collects what every task of a run did, thread-safely, for `latent run`'s table."""
 
-    records: list[TaskRecord] = field(default_factory=list)
+    _rows: dict[tuple[str | None, str, str], TaskRecord] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def add(self, flow: str | None, task: str, status: str, duration_s: float) -> None:
         with self._lock:
-            self.records.append(TaskRecord(flow, task, status, duration_s))
+            row = self._rows.get((flow, task, status))
+            if row is None:
+                row = self._rows[(flow, task, status)] = TaskRecord(flow, task, status)
+            row.durations.append(duration_s)
 
     def grouped(self) -> list[TaskRecord]:
-        """One row per (flow, task, status), durations summed, in first-seen order."""
-        rows: dict[tuple[str | None, str, str], TaskRecord] = {}
+        """One row per (flow, task, status), in first-seen order."""
         with self._lock:
-            for r in self.records:
-                key = (r.flow, r.task, r.status)
-                if key in rows:
-                    rows[key].count += 1
-                    rows[key].duration_s += r.duration_s
-                else:
-                    rows[key] = TaskRecord(r.flow, r.task, r.status, r.duration_s)
-        return list(rows.values())
+            return list(self._rows.values())
+
+    def count(self, task: str, status: str) -> int:
+        with self._lock:
+            return sum(r.count for (_, t, s), r in self._rows.items() if t == task and s == status)
 
 
 _summary: contextvars.ContextVar[RunSummary | None] = contextvars.ContextVar(
@@ -63,7 +87,23 @@ def collect_summary() -> Iterator[RunSummary]:
         _summary.reset(token)
 
 
-def summarize_task(task: str, status: str, duration_s: float) -> None:
+def account(
+    task: str,
+    status: str,
+    duration_s: float = 0.0,
+    *,
+    rows_in: int | None = None,
+    rows_out: int | None = None,
+) -> None:
+    """Record one finished call: its metrics on the flow's run, and a summary line."""
+    record_task(
+        task,
+        duration_s=duration_s,
+        success=status != "Failed",
+        cached=status == "Cached",
+        rows_in=rows_in,
+        rows_out=rows_out,
+    )
     summary = _summary.get()
     if summary is None:
         return

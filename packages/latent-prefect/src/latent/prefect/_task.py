@@ -1,68 +1,65 @@
-"""`@task`: a Prefect task that loads and saves catalog data, caches correctly and reports.
+"""`@task`: a Prefect task with catalog I/O, correct caching, row-scale maps and reporting.
 
-Prefect runs the task; Latent gives it a body wrapper (catalog I/O, span, metrics, error context,
-registry) and a cache policy whose key comes from latent-cache. `.map` / `.submit` first look keys
-up in the very result store that the policy writes, so a cached row costs a file read instead of
-a Prefect task run, and large fan-out is throttled so the embedded server keeps up.
+This module owns the decorator and the calling surface — `t(x)`, `await t(x)`, `t.submit`,
+`t.map` — and routes each to the part that does the work: the cache protocol (`_task_cache`),
+one call's execution (`_execute`), the row engine (`_rows`). A task is sync or `async def`
+alike everywhere: the Prefect body Latent hands to Prefect is a coroutine function exactly when
+the user's is.
 """
 
 from __future__ import annotations
 
-import collections
+import asyncio
 import contextvars
 import copy
 import functools
 import inspect
-import time
+import os
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 from datetime import timedelta
-from typing import Any, Generic, ParamSpec, TypeVar
+from typing import Any, Generic, Literal, ParamSpec, TypeVar
 
 from latent.cache import code_signature
-from latent.config import (
-    DatasetError,
-    LatentConfigError,
-    Project,
-    bind_run,
-    current_run,
-    track_param_reads,
-)
+from latent.config import LatentConfigError, Project, bind_run, current_run
 from latent.observe import (
     TaskExecutionError,
     bind_names,
     continue_trace,
     logger,
-    record_task,
-    span,
-    summarize,
     validate_span_type,
 )
-from latent.prefect import _keys, _runtime, _shipped, _summary
-from latent.prefect._futures import CachedFuture
+from latent.prefect import _execute, _prefect_compat, _rows, _runtime, _shipped
+from latent.prefect._futures import RowFuture
+from latent.prefect._limits import Limits, limits_for, validate_rate
 from latent.prefect._runtime import optional_parameter, resolved_signature
+from latent.prefect._summary import account
+from latent.prefect._task_cache import DEFAULT_EXPIRATION, Probe, cache_for
 from latent.prefect.errors import FlowDefinitionError
 from latent.registry import TaskRegistry
 from prefect import Task
+from prefect.cache_policies import NO_CACHE
 from prefect.context import FlowRunContext, TaskRunContext
-from prefect.futures import PrefectFuture, PrefectFutureList
-from prefect.utilities.callables import expand_mapping_parameters, get_call_parameters
+from prefect.futures import PrefectFuture
+from prefect.states import Completed, State
 
 P = ParamSpec("P")
 R = TypeVar("R")
 
 DEFAULT_RETRIES = 3
 DEFAULT_RETRY_DELAYS = [1.0, 2.0, 4.0]
+RowsMode = Literal["batches", "task_runs"]
+CACHED_MESSAGE = "Cached by Latent"
 
-# Index of the current call inside a `.map`, for error context ("row_index").
-_map_index: contextvars.ContextVar[int | None] = contextvars.ContextVar(
-    "latent_map_index", default=None
+# A `.submit` that looked its key up already hands the probe to the task run it starts.
+_probed: contextvars.ContextVar[tuple[str, Probe] | None] = contextvars.ContextVar(
+    "latent_probed", default=None
 )
 
 
 @dataclass(frozen=True)
 class TaskSpec:
-    """What `@task(...)` was given, resolved once at decoration time."""
+    """What `@task(...)` was given, checked once at decoration time."""
 
     name: str
     fn: Callable[..., Any]
@@ -70,10 +67,23 @@ class TaskSpec:
     input_param: str | None
     output: str | None
     cache: bool
-    cache_expiration: timedelta | None
+    cache_expiration: Any  # timedelta, None (never), or DEFAULT_EXPIRATION
     span_type: str
     max_in_flight: int | None
-    signature: str
+    rows: RowsMode = "batches"
+    limit: str | None = None
+    max_concurrency: int | None = None
+    rate_limit: str | None = None
+
+    @property
+    def signature(self) -> str:
+        """The code signature, taken at the first key, not at decoration: a helper defined
+        below the task is part of it (latent-cache memoizes and re-checks it)."""
+        return code_signature(self.fn)
+
+    @property
+    def is_async(self) -> bool:
+        return inspect.iscoroutinefunction(self.fn)
 
 
 def task(
@@ -84,14 +94,21 @@ def task(
     cache: bool = True,
     retry: bool = True,
     span_type: str = "CHAIN",
-    cache_expiration: timedelta | None = timedelta(days=7),
+    cache_expiration: timedelta | None = DEFAULT_EXPIRATION,
     max_in_flight: int | None = None,
+    rows: RowsMode = "batches",
+    limit: str | None = None,
+    max_concurrency: int | None = None,
+    rate_limit: str | None = None,
     **task_kwargs: Any,
 ) -> Any:
-    """Make a function a Latent task (see the module docstring and the docs page).
+    """Make a function (sync or `async def`) a Latent task; see the docs page for each option.
 
-    `name` defaults to the function's name; `max_in_flight` bounds the task runs one `.map` keeps
-    in flight (default: `[prefect] max_in_flight` in latent.toml, else sized to the machine).
+    `cache_expiration` defaults to `[cache] expiration` in latent.toml (7 days); `None` never
+    expires. `max_in_flight` bounds the rows one `.map` runs at once; `max_concurrency` and
+    `rate_limit` ("600/minute") bound every call of the task in the process, and `limit`
+    names a shared `[limits.<name>]` budget. `rows="task_runs"` makes each mapped row its own
+    Prefect task run instead of running rows in batches.
     """
     if callable(name):
         return task()(name)
@@ -100,12 +117,16 @@ def task(
         spec = _make_spec(
             fn,
             name or fn.__name__,
-            input,
-            output,
-            cache,
-            span_type,
-            cache_expiration,
-            max_in_flight,
+            input=input,
+            output=output,
+            cache=cache,
+            span_type=span_type,
+            cache_expiration=cache_expiration,
+            max_in_flight=max_in_flight,
+            rows=rows,
+            limit=limit,
+            max_concurrency=max_concurrency,
+            rate_limit=rate_limit,
         )
         options = _prefect_options(spec, retry, task_kwargs)
         return LatentTask(fn=_body(spec), spec=spec, **options)
@@ -113,34 +134,25 @@ def task(
     return decorate
 
 
-def _make_spec(
-    fn: Callable[..., Any],
-    name: str,
-    input: str | None,
-    output: str | None,
-    cache: bool,
-    span_type: str,
-    cache_expiration: timedelta | None,
-    max_in_flight: int | None,
-) -> TaskSpec:
+def _make_spec(fn: Callable[..., Any], name: str, **given: Any) -> TaskSpec:
     if not isinstance(name, str) or not name:
         raise FlowDefinitionError(f"@task needs a name string; got {name!r}")
     try:
-        validated_type = validate_span_type(span_type)
+        given["span_type"] = validate_span_type(given["span_type"])
     except ValueError as exc:
         raise FlowDefinitionError(f"@task('{name}'): {exc}") from None
-    return TaskSpec(
-        name=name,
-        fn=fn,
-        input=input,
-        input_param=_input_param(fn, name, input),
-        output=output,
-        cache=cache,
-        cache_expiration=cache_expiration,
-        span_type=validated_type,
-        max_in_flight=max_in_flight,
-        signature=code_signature(fn),
-    )
+    if given["rows"] not in ("batches", "task_runs"):
+        raise FlowDefinitionError(
+            f"@task('{name}', rows={given['rows']!r}): rows is 'batches' (the default: mapped "
+            "rows run inside Latent, a few Prefect task runs per map) or 'task_runs' (one "
+            "Prefect task run per row)"
+        )
+    if given["rate_limit"] is not None:
+        try:
+            validate_rate(given["rate_limit"], f"@task('{name}', rate_limit=...)")
+        except LatentConfigError as exc:
+            raise FlowDefinitionError(str(exc)) from None
+    return TaskSpec(name=name, fn=fn, input_param=_input_param(fn, name, given["input"]), **given)
 
 
 def _input_param(fn: Callable[..., Any], name: str, input: str | None) -> str | None:
@@ -158,31 +170,21 @@ def _input_param(fn: Callable[..., Any], name: str, input: str | None) -> str | 
 
 
 def _prefect_options(spec: TaskSpec, retry: bool, task_kwargs: dict[str, Any]) -> dict[str, Any]:
-    options: dict[str, Any] = {"name": spec.name}
+    # Latent's cache answers before Prefect's would (see `_task_cache`): Prefect caches and
+    # persists nothing itself, and a hit is a task run that ends in a "Cached" state.
+    options: dict[str, Any] = {
+        "name": spec.name,
+        "cache_policy": NO_CACHE,
+        "persist_result": False,
+    }
     if retry:
         options["retries"] = DEFAULT_RETRIES
         options["retry_delay_seconds"] = DEFAULT_RETRY_DELAYS
         options["retry_condition_fn"] = _worth_retrying
     else:
         options["retries"] = 0
-    if spec.cache:
-        options["cache_policy"] = _keys.LatentCachePolicy(spec=spec)
-        options["cache_expiration"] = spec.cache_expiration
-        options["persist_result"] = True
-    else:
-        from prefect.cache_policies import NO_CACHE
-
-        options["cache_policy"] = NO_CACHE
     options.update(task_kwargs)  # the user's retries=, retry_delay_seconds=, ... win
     return options
-
-
-# Errors a retry cannot fix: bad configuration or data, and the final wrapped error.
-_NOT_RETRYABLE: tuple[type[BaseException], ...] = (
-    LatentConfigError,
-    DatasetError,
-    TaskExecutionError,
-)
 
 
 def _worth_retrying(task: Any, task_run: Any, state: Any) -> bool:
@@ -191,205 +193,218 @@ def _worth_retrying(task: Any, task_run: Any, state: Any) -> bool:
         exc = state.result(raise_on_failure=False)
     except Exception:
         return True
-    return not isinstance(exc, _NOT_RETRYABLE)
-
-
-def _count_future_if_cached(future: Any) -> None:
-    """Done-callback: the final state is on the wrapped future; `future.state` would ask the
-    server (a client per call and a round trip per row, which swamped the server at 10k rows)."""
-    wrapped = getattr(future, "wrapped_future", None)
-    try:
-        state = wrapped.result() if wrapped is not None else None
-    except Exception:
-        return
-    if state is not None and hasattr(state, "state_details"):
-        _count_if_cached(state)
-
-
-def _count_if_cached(state: Any) -> None:
-    """Count a Prefect-side cache hit (the body did not run) in metrics and the summary."""
-    task_run_id = getattr(state.state_details, "task_run_id", None)
-    _keys.pending_keys.pop(task_run_id, None)
-    if state.name != "Cached":
-        return
-    name = _keys.task_name_of(task_run_id) or "?"
-    record_task(name, duration_s=0.0, success=True, cached=True)
-    _summary.summarize_task(name, "Cached", 0.0)
+    return _execute.retryable(exc)
 
 
 def _body(spec: TaskSpec) -> Callable[..., Any]:
-    """The function Prefect runs: the user's, wrapped in Latent's run-time behaviour."""
+    """The function Prefect runs: the user's, wrapped in Latent's (async for an async fn)."""
+    if spec.is_async:
 
-    @functools.wraps(spec.fn)
-    def body(*args: Any, **kwargs: Any) -> Any:
-        return _run_body(spec, args, kwargs)
+        @functools.wraps(spec.fn)
+        async def body(*args: Any, **kwargs: Any) -> Any:
+            return await _in_task_run_async(spec, args, kwargs)
 
-    sig = resolved_signature(spec.fn)
-    if spec.input_param is not None:
-        params = [
-            optional_parameter(p) if p.name == spec.input_param and p.default is p.empty else p
-            for p in sig.parameters.values()
-        ]
-        # a parameter with a default cannot precede one without; give those None as well
-        seen_default = False
-        fixed = []
-        for p in params:
-            if p.default is not p.empty:
-                seen_default = True
-            elif seen_default and p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD):
-                p = optional_parameter(p)
-            fixed.append(p)
-        sig = sig.replace(parameters=fixed)
-    body.__signature__ = sig  # type: ignore[attr-defined]
+    else:
+
+        @functools.wraps(spec.fn)
+        def body(*args: Any, **kwargs: Any) -> Any:  # type: ignore[misc]
+            return _in_task_run(spec, args, kwargs)
+
+    body.__signature__ = _body_signature(spec)  # type: ignore[attr-defined]
     return body
 
 
-def _run_body(spec: TaskSpec, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-    ctx = TaskRunContext.get()
-    shipped = getattr(ctx.task, "shipped_run", None) if ctx is not None else None
-    if shipped is not None and current_run() is None:  # a worker process of Dask, Ray...
-        with (
+def _body_signature(spec: TaskSpec) -> inspect.Signature:
+    """The user's signature, with the `input` parameter optional: the catalog fills it."""
+    sig = resolved_signature(spec.fn)
+    if spec.input_param is None:
+        return sig
+    fixed = []
+    seen_default = False
+    for p in sig.parameters.values():
+        if p.name == spec.input_param and p.default is p.empty:
+            p = optional_parameter(p)
+        elif (
+            p.default is p.empty
+            and seen_default
+            and p.kind
+            in (
+                p.POSITIONAL_ONLY,
+                p.POSITIONAL_OR_KEYWORD,
+            )
+        ):
+            p = optional_parameter(p)  # a parameter with a default cannot precede one without
+        seen_default = seen_default or p.default is not p.empty
+        fixed.append(p)
+    return sig.replace(parameters=fixed)
+
+
+# -- a Prefect task run of the task ---------------------------------------------------------
+
+
+class _TaskRun:
+    """One Prefect task run of a Latent task, in the flow's process or a worker's."""
+
+    def __init__(self, spec: TaskSpec, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+        ctx = TaskRunContext.get()
+        assert ctx is not None
+        self.spec = spec
+        self.ctx = ctx
+        self.shipped = getattr(ctx.task, "shipped_run", None)
+        self.args = args
+        self.kwargs = kwargs
+
+    def scope(self) -> Any:
+        """In a worker process (Dask, Ray...): the flow's run rebuilt, spans in its trace."""
+        if self.shipped is None or current_run() is not None:
+            return _NullScope()
+        return _ShippedScope(self.shipped)
+
+    def prepare(self) -> tuple[_execute.Call, Any, Probe | None]:
+        spec = self.spec
+        run = current_run()
+        project = run.project if run is not None else _runtime.project_for(spec.fn)
+        catalog = _runtime.catalog_for(project)
+        parameters = _execute.call_arguments(spec.fn, self.args, self.kwargs)
+        call = _execute.Call(spec, project, catalog, parameters)
+        if not spec.cache:
+            return call, None, None
+        cache = cache_for(project)
+        handed = _probed.get() or getattr(self.ctx.task, "handed_probe", None)
+        _probed.set(None)  # a task this body calls must not see it
+        if handed is not None and handed[0] == spec.name:
+            return call, cache, handed[1]
+        refresh = self.ctx.task.refresh_cache is True
+        return call, cache, cache.probe(spec, parameters, catalog, look=not refresh)
+
+    def hit(self, call: _execute.Call, cache: Any, probe: Probe) -> Any:
+        if self.shipped is None:
+            account(self.spec.name, "Cached")
+        return Completed(data=probe.value, name="Cached", message=CACHED_MESSAGE)
+
+    def final(self) -> bool:
+        attempt = self.ctx.task_run.run_count or 1
+        return attempt >= (self.ctx.task.retries or 0) + 1
+
+    def failed(self, exc: Exception) -> None:
+        if isinstance(exc, TaskExecutionError):
+            if self.shipped is None:
+                account(self.spec.name, "Failed")
+            return
+        attempt = self.ctx.task_run.run_count or 1
+        attempts = (self.ctx.task.retries or 0) + 1
+        logger.warning(
+            f"Task '{self.spec.name}' attempt {attempt}/{attempts} failed with "
+            f"{type(exc).__name__}: {exc}; retrying"
+        )
+
+    def done(self, ran: _execute.Ran, cache: Any, probe: Probe | None) -> Any:
+        if cache is not None and probe is not None:
+            cache.store_result(self.spec, probe, ran.value, ran.reads, ran.output)
+        outcome = _shipped.Outcome(ran.duration_s, _rows_in(self.args, self.kwargs), ran.rows_out)
+        if self.shipped is not None:
+            return outcome.state(ran.value)  # the flow's process records it (see `_shipped`)
+        account(
+            self.spec.name,
+            "Completed",
+            ran.duration_s,
+            rows_in=outcome.rows_in,
+            rows_out=outcome.rows_out,
+        )
+        return ran.value
+
+
+def _in_task_run(spec: TaskSpec, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    task_run = _TaskRun(spec, args, kwargs)
+    with task_run.scope():
+        call, cache, probe = task_run.prepare()
+        if probe is not None and probe.hit:
+            return task_run.hit(call, cache, probe)
+        _explain(cache, spec, probe)
+        try:
+            ran = _execute.run(call, cache, final=task_run.final())
+        except Exception as exc:
+            task_run.failed(exc)
+            raise
+        return task_run.done(ran, cache, probe)
+
+
+async def _in_task_run_async(spec: TaskSpec, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    task_run = _TaskRun(spec, args, kwargs)
+    with task_run.scope():
+        call, cache, probe = task_run.prepare()
+        if probe is not None and probe.hit:
+            return task_run.hit(call, cache, probe)
+        _explain(cache, spec, probe)
+        try:
+            ran = await _execute.run_async(call, cache, final=task_run.final())
+        except Exception as exc:
+            task_run.failed(exc)
+            raise
+        return task_run.done(ran, cache, probe)
+
+
+def _explain(cache: Any, spec: TaskSpec, probe: Probe | None) -> None:
+    if cache is None or probe is None:
+        return
+    lines = cache.explain_miss(spec, probe)
+    if lines:
+        logger.info(f"Task '{spec.name}' runs: " + "; ".join(lines))
+
+
+class _NullScope:
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *exc: Any) -> None:
+        return None
+
+
+class _ShippedScope:
+    def __init__(self, shipped: _shipped.ShippedRun) -> None:
+        self._stack = [
             bind_run(shipped.rebuild()),
             bind_names(flow=shipped.flow),
             continue_trace(shipped.trace),
-        ):
-            result, outcome = _execute(spec, ctx, args, kwargs)
-        return outcome.state(result)  # the flow's process records it (see `_shipped`)
-    result, outcome = _execute(spec, ctx, args, kwargs)
-    _shipped.record(spec.name, outcome)
-    return result
+        ]
+
+    def __enter__(self) -> None:
+        for cm in self._stack:
+            cm.__enter__()
+
+    def __exit__(self, *exc: Any) -> None:
+        for cm in reversed(self._stack):
+            cm.__exit__(*exc)
 
 
-def _execute(
-    spec: TaskSpec, ctx: TaskRunContext | None, args: tuple[Any, ...], kwargs: dict[str, Any]
-) -> tuple[Any, _shipped.Outcome]:
-    """Load the input, call the function in its span, save the output, remember the key."""
-    parts = _keys.pending_keys.pop(ctx.task_run.id, None) if ctx is not None else None
-    run = current_run()
-    project = run.project if run is not None else _runtime.project_for(spec.fn)
-    bound = _signature(spec.fn).bind_partial(*args, **kwargs)
-    _load_input(spec, project, bound)
-    with bind_names(task=spec.name):
-        with track_param_reads() as reads:
-            result, duration = _call_in_span(spec, bound)
-        _save_output(spec, project, result)
-    if parts is not None:
-        _after_cached_run(spec, project, parts, tuple(sorted(reads)), result)
-    outcome = _shipped.Outcome(
-        duration_s=duration,
-        rows_in=_length(next(iter(bound.arguments.values()), None)),
-        rows_out=_length(result),
-    )
-    return result, outcome
+def _rows_in(args: tuple[Any, ...], kwargs: dict[str, Any]) -> int | None:
+    first = args[0] if args else next(iter(kwargs.values()), None)
+    return _execute.length(first)
 
 
-def _call_in_span(spec: TaskSpec, bound: inspect.BoundArguments) -> tuple[Any, float]:
-    inputs = {k: summarize(v) for k, v in bound.arguments.items()}
-    with span(spec.name, spec.span_type, inputs=inputs) as sp:
-        started = time.perf_counter()
-        try:
-            result = spec.fn(*bound.args, **bound.kwargs)
-        except Exception as exc:
-            duration = time.perf_counter() - started
-            record_task(spec.name, duration_s=duration, success=False)
-            _raise_with_context(spec, exc, inputs, sp.attributes)
-        duration = time.perf_counter() - started
-        sp.set_outputs(result)
-        return result, duration
-
-
-def _raise_with_context(
-    spec: TaskSpec, exc: Exception, inputs: dict[str, Any], attributes: dict[str, Any]
-) -> None:
-    """Re-raise for Prefect to retry, or, on the last attempt, as `TaskExecutionError`."""
-    ctx = TaskRunContext.get()
-    if ctx is not None and not isinstance(exc, _NOT_RETRYABLE):
-        attempt = ctx.task_run.run_count or 1
-        attempts = (ctx.task.retries or 0) + 1
-        if attempt < attempts:
-            logger.warning(
-                f"Task '{spec.name}' attempt {attempt}/{attempts} failed with "
-                f"{type(exc).__name__}: {exc}; retrying"
-            )
-            raise exc
-    _summary.summarize_task(spec.name, "Failed", 0.0)
-    context = {"input": spec.input, "row_index": _map_index.get()}
-    raise TaskExecutionError(
-        spec.name, exc, inputs=inputs, context=context, attributes=attributes
-    ) from exc
-
-
-def _load_input(spec: TaskSpec, project: Project, bound: inspect.BoundArguments) -> None:
-    if spec.input is None or spec.input_param is None:
-        return
-    if bound.arguments.get(spec.input_param) is not None:
-        return
-    bound.arguments[spec.input_param] = _keys.catalog_for(project).get(spec.input).load()
-
-
-def _save_output(spec: TaskSpec, project: Project, result: Any) -> None:
-    if spec.output is None:
-        return
-    catalog = _keys.catalog_for(project)
-    dataset = catalog.get(spec.output) if catalog.has(spec.output) else None
-    if dataset is None:
-        dataset = catalog.default_for(spec.output, result)
-    dataset.save(result)
-    if spec.cache:
-        _keys.remember_output(project, dataset.paths())
-
-
-def _after_cached_run(
-    spec: TaskSpec, project: Project, parts: _keys.KeyParts, reads: tuple[str, ...], result: Any
-) -> None:
-    """Record which params the task read; store the result under the key that covers them."""
-    run = current_run()
-    _keys.remember_entry(project, parts.key, run.flow if run else None, spec.name)
-    if reads == parts.reads:
-        return
-    _keys.remember_reads(project, parts.base, reads)
-    key = _keys.with_reads(parts.base, reads)
-    _runtime.result_store(project).write(
-        obj=result, key=key, expiration=_keys.expiration_of(spec.cache_expiration)
-    )
-    _keys.remember_entry(project, key, run.flow if run else None, spec.name)
-
-
-def _length(value: Any) -> int | None:
-    if value is None or isinstance(value, (str, bytes)):
-        return None
-    try:
-        return len(value)
-    except TypeError:
-        return None
+# -- the task object ------------------------------------------------------------------------
 
 
 class LatentTask(Task[P, R], Generic[P, R]):
-    """A Prefect `Task` with Latent's catalog I/O, caching fast path and reporting."""
+    """A Prefect `Task` with Latent's catalog I/O, caching, row engine and reporting."""
 
     def __init__(self, *args: Any, spec: TaskSpec | None = None, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.spec = spec
         self.shipped_run: _shipped.ShippedRun | None = None
+        self.handed_probe: tuple[str, Probe] | None = None
+        self._batch_task: _rows.BatchTask | None = None
 
-    def _for_runner(self, runner: Any) -> LatentTask[P, R]:
-        """This task, or a copy carrying the flow's run when the runner crosses processes."""
-        run = current_run()
-        if run is None or runner is None or _shipped.runs_in_this_process(runner):
-            return self
-        _shipped.ship_by_value(self.fn.__module__)
-        if self.spec is not None:
-            _shipped.ship_by_value(self.spec.fn.__module__)
-        shipped = copy.copy(self)
-        shipped.shipped_run = _shipped.ShippedRun.of(run)
-        return shipped
+    def require_spec(self) -> TaskSpec:
+        if self.spec is None:
+            raise FlowDefinitionError(f"Task '{self.name}' was not made by latent's @task")
+        return self.spec
 
     def with_options(self, **kwargs: Any) -> LatentTask[P, R]:
         new = super().with_options(**kwargs)
         assert isinstance(new, LatentTask)
         new.spec = replace(self.spec, name=new.name) if self.spec else None
-        if self.spec and self.spec.cache and isinstance(new.cache_policy, _keys.LatentCachePolicy):
-            new.cache_policy = _keys.LatentCachePolicy(spec=new.spec)  # type: ignore[assignment]
+        new._batch_task = None
         return new
 
     # -- calling ------------------------------------------------------------------------------
@@ -397,59 +412,109 @@ class LatentTask(Task[P, R], Generic[P, R]):
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         """In a flow: a Prefect task run. Outside any flow: the function, with caching."""
         self._register()
+        spec = self.require_spec()
         if FlowRunContext.get() is None and TaskRunContext.get() is None:
             if kwargs.get("return_state"):
                 return super().__call__(*args, **kwargs)
+            if spec.is_async:
+                return self._call_direct_async(args, kwargs)
             return self._call_direct(args, kwargs)
-        if kwargs.get("return_state") or self.spec is None or not self.spec.cache:
-            return super().__call__(*args, **kwargs)
-        state = super().__call__(*args, return_state=True, **kwargs)
-        _count_if_cached(state)
-        return state.result()
+        result = super().__call__(*args, **kwargs)
+        if kwargs.get("return_state"):
+            return result
+        if inspect.isawaitable(result):
+            if _loop_running():
+                return _awaited(result)
+            return asyncio.run(_awaited(result))  # an async task called from a sync flow
+        return _value_of(result)
+
+    def _direct_call(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[Any, ...]:
+        spec = self.require_spec()
+        project = _runtime.project_for(spec.fn)
+        catalog = _runtime.catalog_for(project)
+        parameters = _execute.call_arguments(spec.fn, args, kwargs)
+        call = _execute.Call(spec, project, catalog, parameters)
+        cache = cache_for(project) if spec.cache else None
+        probe = cache.probe(spec, parameters, catalog) if cache is not None else None
+        return call, cache, probe
 
     def _call_direct(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-        spec = self._require_spec()
-        project = _runtime.project_for(spec.fn)
-        parameters = get_call_parameters(self.fn, args, kwargs, apply_defaults=True)
-        parts = _keys.compute(spec, project, parameters) if spec.cache else None
-        if parts is not None and not parts.fresh:
-            hit = _runtime.read_result(project, parts.key)
-            if hit is not _runtime.MISS:
-                record_task(spec.name, duration_s=0.0, success=True, cached=True)
-                _summary.summarize_task(spec.name, "Cached", 0.0)
-                return hit
-        result = _run_body(spec, args, kwargs)
-        if parts is not None:
-            store = _runtime.result_store(project)
-            store.write(
-                obj=result, key=parts.key, expiration=_keys.expiration_of(spec.cache_expiration)
-            )
-            _keys.remember_entry(project, parts.key, None, spec.name)
-        return result
+        call, cache, probe = self._direct_call(args, kwargs)
+        if probe is not None and probe.hit:
+            return self._direct_hit(call, cache, probe)
+        try:
+            ran = _execute.run(call, cache, final=True)
+        except TaskExecutionError:
+            account(call.spec.name, "Failed")
+            raise
+        return self._direct_done(call, cache, probe, ran)
+
+    async def _call_direct_async(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        call, cache, probe = self._direct_call(args, kwargs)
+        if probe is not None and probe.hit:
+            return self._direct_hit(call, cache, probe)
+        try:
+            ran = await _execute.run_async(call, cache, final=True)
+        except TaskExecutionError:
+            account(call.spec.name, "Failed")
+            raise
+        return self._direct_done(call, cache, probe, ran)
+
+    def _direct_hit(self, call: _execute.Call, cache: Any, probe: Probe) -> Any:
+        account(call.spec.name, "Cached")
+        return probe.value
+
+    def _direct_done(
+        self, call: _execute.Call, cache: Any, probe: Probe | None, ran: _execute.Ran
+    ) -> Any:
+        if cache is not None and probe is not None:
+            cache.store_result(call.spec, probe, ran.value, ran.reads, ran.output)
+        account(call.spec.name, "Completed", ran.duration_s, rows_out=ran.rows_out)
+        return ran.value
 
     def submit(self, *args: Any, **kwargs: Any) -> Any:
         """Like Prefect's `submit`; a cached call returns a finished future with no task run."""
         self._register()
         flow_ctx = FlowRunContext.get()
-        target = self._for_runner(getattr(flow_ctx, "task_runner", None))
-        if kwargs.get("return_state") or kwargs.get("wait_for") or not self._fast_path_ok():
+        runner = getattr(flow_ctx, "task_runner", None)
+        target = self.for_runner(runner)
+        submitted = None
+        if flow_ctx is not None and not kwargs.get("return_state") and not kwargs.get("wait_for"):
+            submitted = self._probe_submit(args, kwargs)
+            if submitted is not None and submitted.future is not None:
+                return submitted.future
+        handed = (self.require_spec().name, submitted.probe) if submitted else None
+        if target is not self:  # another process: the probe travels with the task's copy
+            target.handed_probe = handed
+        token = _probed.set(handed)
+        try:
             future = Task.submit(target, *args, **kwargs)
-        else:
-            parameters = get_call_parameters(self.fn, args, kwargs, apply_defaults=True)
-            cached = self._lookup(parameters)
-            if cached is not None:
-                return cached
-            future = Task.submit(target, *args, **kwargs)
+        finally:
+            _probed.reset(token)
         if isinstance(future, PrefectFuture):
-            self._account(future, shipped=target is not self)
+            self.account_shipped(future, shipped=target is not self)
         return future
 
-    def _account(self, future: PrefectFuture[Any], *, shipped: bool) -> None:
-        """Count what a submitted run did once it finishes: all of it when it ran elsewhere."""
+    def _probe_submit(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> _Submitted | None:
+        spec = self.require_spec()
+        run = current_run()
+        if not spec.cache or run is None or _has_future((args, kwargs)):
+            return None
+        parameters = _execute.call_arguments(spec.fn, args, kwargs)
+        cache = cache_for(run.project)
+        refresh = self.refresh_cache is True
+        probe = cache.probe(spec, parameters, run.catalog, look=not refresh)
+        if not probe.hit:
+            return _Submitted(probe, None)
+        account(spec.name, "Cached")
+        future: RowFuture[Any] = RowFuture(spec.name)
+        future.set_cached(probe.value, probe.key or "")
+        return _Submitted(probe, future)
+
+    def account_shipped(self, future: PrefectFuture[Any], *, shipped: bool) -> None:
+        """Count what a task run in another process did once it finishes (its body cannot)."""
         if shipped:
-            _shipped.account_when_done(future, self._require_spec().name)
-        elif self._fast_path_ok():
-            future.add_done_callback(_count_future_if_cached)
+            _shipped.account_when_done(future, self.require_spec().name)
 
     def map(  # type: ignore[override]  # one signature for Prefect's overloads
         self,
@@ -459,93 +524,69 @@ class LatentTask(Task[P, R], Generic[P, R]):
         deferred: bool = False,
         **kwargs: Any,
     ) -> Any:
-        """Like Prefect's `map`, with cache hits answered up front and fan-out throttled."""
+        """Like Prefect's `map`; rows run in Latent's row engine (see `_rows`)."""
         self._register()
         flow_ctx = FlowRunContext.get()
         if deferred or flow_ctx is None or getattr(flow_ctx, "task_runner", None) is None:
             return super().map(
                 *args, return_state=return_state, wait_for=wait_for, deferred=deferred, **kwargs
             )
-        from prefect.utilities.engine import collect_task_run_inputs_sync, resolve_inputs_sync
-
-        parameters = get_call_parameters(self.fn, args, kwargs, apply_defaults=False)
-        dependencies = {
-            k: collect_task_run_inputs_sync(v, max_depth=0) for k, v in parameters.items()
-        }
-        parameters = resolve_inputs_sync(parameters, max_depth=0)
-        calls = expand_mapping_parameters(self.fn, parameters)
-        futures = self._submit_throttled(flow_ctx.task_runner, calls, wait_for, dependencies)
+        spec = self.require_spec()
+        parameters = _prefect_compat.call_parameters(self.fn, args, kwargs)
+        calls, dependencies = _prefect_compat.expand_map(self.fn, parameters)
+        defaults = _defaults(spec.fn)
+        calls = [{**defaults, **call} for call in calls]
+        engine = _rows.map_task_runs if spec.rows == "task_runs" else _rows.map_rows
+        futures = engine(self, calls, wait_for=wait_for, dependencies=dependencies)
         if return_state:
-            states = []
             for future in futures:
                 future.wait()
-                states.append(future.state)
-            return states
+            return [future.state for future in futures]
         return futures
 
-    def _submit_throttled(
-        self,
-        runner: Any,
-        calls: list[dict[str, Any]],
-        wait_for: Iterable[PrefectFuture[Any]] | None,
-        dependencies: dict[str, Any],
-    ) -> PrefectFutureList[Any]:
-        spec = self._require_spec()
-        run = current_run()
-        project = run.project if run else _runtime.project_for(spec.fn)
-        limit = _runtime.max_in_flight(project, spec.max_in_flight)
-        in_flight: collections.deque[PrefectFuture[Any]] = collections.deque()
-        futures: list[PrefectFuture[Any]] = []
-        hits = 0
-        progress = _progress_for(spec.name, len(calls))
-        shipped = self._for_runner(runner)
-        pace = _runtime.ServerPace.for_map(len(calls))
-        for index, call in enumerate(calls):
-            cached = self._lookup(call) if self._fast_path_ok() else None
-            if cached is not None:
-                futures.append(cached)
-                hits += 1
-                progress(1)
-                continue
-            while len(in_flight) >= limit:
-                in_flight.popleft().wait()
-                progress(1)
-            pace.before_submit()
-            token = _map_index.set(index)
-            try:
-                future = runner.submit(
-                    task=shipped, parameters=call, wait_for=wait_for, dependencies=dependencies
-                )
-            finally:
-                _map_index.reset(token)
-            self._account(future, shipped=shipped is not self)
-            in_flight.append(future)
-            futures.append(future)
-        if hits:
-            logger.info(f"Task '{spec.name}': {hits} of {len(calls)} mapped calls Cached")
-        progress(0, done=True, in_flight=in_flight)
-        pace.finish(in_flight)
-        return PrefectFutureList(futures)  # type: ignore[abstract]  # Prefect's own usage
+    # -- for the row engine and runners -------------------------------------------------------
 
-    def _fast_path_ok(self) -> bool:
-        return bool(self.spec and self.spec.cache and self.refresh_cache is not True)
-
-    def _lookup(self, parameters: dict[str, Any]) -> CachedFuture[Any] | None:
-        spec = self._require_spec()
+    def for_runner(self, runner: Any) -> LatentTask[P, R]:
+        """This task, or a copy carrying the flow's run when the runner crosses processes."""
         run = current_run()
-        project = run.project if run else _runtime.project_for(spec.fn)
-        full = dict(parameters)
-        for key, value in _parameter_defaults(self.fn).items():
-            full.setdefault(key, value)
-        parts = _keys.compute(spec, project, full)
-        if parts is None or parts.fresh:
-            return None
-        value = _runtime.read_result(project, parts.key)
-        if value is _runtime.MISS:
-            return None
-        record_task(spec.name, duration_s=0.0, success=True, cached=True)
-        _summary.summarize_task(spec.name, "Cached", 0.0)
-        return CachedFuture(value, spec.name)
+        if run is None or runner is None or _shipped.runs_in_this_process(runner):
+            return self
+        _ship_modules(self)
+        shipped = copy.copy(self)
+        shipped.shipped_run = _shipped.ShippedRun.of(run)
+        return shipped
+
+    def batch_task(self, runner: Any) -> _rows.BatchTask:
+        """The Prefect task that runs batches of this task's rows on `runner`."""
+        if self._batch_task is None:
+            self._batch_task = _rows.BatchTask(self)
+        run = current_run()
+        if run is None or _shipped.runs_in_this_process(runner):
+            return self._batch_task
+        _ship_modules(self)
+        shipped = copy.copy(self._batch_task)
+        shipped.shipped_run = _shipped.ShippedRun.of(run)
+        return shipped
+
+    def limits_for(self, project: Project) -> Limits:
+        spec = self.require_spec()
+        return limits_for(
+            project,
+            spec.name,
+            limit=spec.limit,
+            max_concurrency=spec.max_concurrency,
+            rate_limit=spec.rate_limit,
+        )
+
+    def concurrency_for(self, project: Project) -> int:
+        """How many rows of one map run at once: per task, else latent.toml, else sized."""
+        spec = self.require_spec()
+        if spec.max_in_flight:
+            return spec.max_in_flight
+        configured = project.settings.prefect.max_in_flight
+        if configured:
+            return configured
+        return 64 if spec.is_async else max(8, 8 * (os.cpu_count() or 1))
 
     def _register(self) -> None:
         run = current_run()
@@ -558,15 +599,29 @@ class LatentTask(Task[P, R], Generic[P, R]):
             outputs=[self.spec.output] if self.spec.output else [],
         )
 
-    def _require_spec(self) -> TaskSpec:
-        if self.spec is None:
-            raise FlowDefinitionError(f"Task '{self.name}' was not made by latent's @task")
-        return self.spec
+
+@dataclass(frozen=True)
+class _Submitted:
+    probe: Probe
+    future: RowFuture[Any] | None
 
 
-@functools.lru_cache(maxsize=1024)
-def _signature(fn: Callable[..., Any]) -> inspect.Signature:
-    return inspect.signature(fn)
+def _ship_modules(task: LatentTask[Any, Any]) -> None:
+    _shipped.ship_by_value(task.fn.__module__)
+    if task.spec is not None:
+        _shipped.ship_by_value(task.spec.fn.__module__)
+
+
+def _has_future(value: Any, depth: int = 0) -> bool:
+    if isinstance(value, PrefectFuture):
+        return True
+    if depth > 2:
+        return False
+    if isinstance(value, dict):
+        return any(_has_future(v, depth + 1) for v in value.values())
+    if isinstance(value, (list, tuple)):
+        return any(_has_future(v, depth + 1) for v in value)
+    return False
 
 
 @functools.lru_cache(maxsize=256)
@@ -578,12 +633,24 @@ def _defaults_of(fn: Callable[..., Any]) -> tuple[tuple[str, Any], ...]:
     )
 
 
-def _parameter_defaults(fn: Callable[..., Any]) -> dict[str, Any]:
+def _defaults(fn: Callable[..., Any]) -> dict[str, Any]:
     return dict(_defaults_of(fn))
 
 
-def _progress_for(name: str, total: int) -> Callable[..., None]:
-    """A progress callback: a Rich bar when `latent run` enabled one and the map is large."""
-    from latent.prefect._progress import progress_callback
+def _loop_running() -> bool:
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return False
+    return True
 
-    return progress_callback(name, total)
+
+async def _awaited(awaitable: Any) -> Any:
+    return _value_of(await awaitable)
+
+
+def _value_of(result: Any) -> Any:
+    """Prefect hands a body's return value straight back to `t(x)`; a hit is our state."""
+    if isinstance(result, State) and result.message == CACHED_MESSAGE:
+        return result.result()
+    return result

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Annotated
 
 import typer
@@ -58,6 +59,25 @@ def cache_clear(
     )
     removed = _cache_admin.clear_tasks(project, flow=flow, task=task)
     console.print(f"Removed {removed} cached task result(s).")
+
+
+@cache_app.command("why")
+def cache_why(task: Annotated[str, typer.Argument(help="The task's name.")]) -> None:
+    """Why a task ran last time instead of hitting the cache: what changed, one line each."""
+    from latent.prefect import _cache_admin
+
+    explanation = _cache_admin.why(project_or_exit(), task)
+    if explanation is None:
+        console.print(
+            f"No miss of task '{task}' recorded yet: it has not run, or every call since the "
+            "cache was cleared hit.",
+            highlight=False,
+        )
+        raise typer.Exit(1)
+    when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(explanation["at"]))
+    console.print(f"Task '{task}' last ran at {when} because:", highlight=False)
+    for line in explanation["why"]:
+        console.print(f"  {line}", highlight=False, markup=False)
 
 
 @cache_app.command("prune")

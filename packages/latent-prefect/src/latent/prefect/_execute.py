@@ -1,0 +1,208 @@
+"""Running one call of a task body: catalog input, span, params read, error context, output.
+
+Every path that runs user code goes through `run` / `run_async` (a Prefect task run, a mapped
+row in the row engine, a direct call outside any flow), so a call behaves the same wherever it
+runs. The cache is asked before and told after by the caller (see `_task_cache`); retrying is
+the caller's too: a failed attempt that may be retried re-raises the original exception, the
+last one raises `TaskExecutionError` naming the task, its inputs and the row.
+"""
+
+from __future__ import annotations
+
+import inspect
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from latent.config import DatasetError, LatentConfigError, Project, track_param_reads
+from latent.observe import TaskExecutionError, bind_names, span, summarize
+
+if TYPE_CHECKING:
+    from latent.prefect._task import TaskSpec
+    from latent.prefect._task_cache import TaskCache
+
+#: Errors a retry cannot fix: bad configuration or data, and the final wrapped error.
+NOT_RETRYABLE: tuple[type[BaseException], ...] = (
+    LatentConfigError,
+    DatasetError,
+    TaskExecutionError,
+)
+
+
+@dataclass(frozen=True)
+class Call:
+    """One call of a task: its arguments by parameter name, where it runs, which row it is."""
+
+    spec: TaskSpec
+    project: Project
+    catalog: Any
+    parameters: dict[str, Any]
+    row: int | None = None
+
+    @property
+    def label(self) -> str:
+        """The span name: the task, and for a mapped row its index and `id`/`key` field."""
+        if self.row is None:
+            return self.spec.name
+        ident = row_id(self.parameters)
+        return f"{self.spec.name}[{self.row}]" + (f" {ident}" if ident is not None else "")
+
+
+@dataclass(frozen=True)
+class Ran:
+    """What a successful call gives back to its caller."""
+
+    value: Any
+    duration_s: float
+    reads: tuple[str, ...]
+    output: dict[str, str] | None  # output fingerprint, for the cache record
+
+    @property
+    def rows_out(self) -> int | None:
+        return length(self.value)
+
+
+def run(call: Call, cache: TaskCache | None, *, final: bool) -> Ran:
+    """Run a sync body once (see the module docstring for `final`)."""
+    spec = call.spec
+    arguments = _with_input(call)
+    inputs = {k: summarize(v) for k, v in arguments.items()}
+    with bind_names(task=spec.name), track_param_reads() as reads:
+        with span(call.label, spec.span_type, inputs=inputs) as sp:
+            started = time.perf_counter()
+            try:
+                args, kwargs = to_args_kwargs(spec.fn, arguments)
+                value = spec.fn(*args, **kwargs)
+            except Exception as exc:
+                raise _failure(call, exc, inputs, sp.attributes, final=final) from exc
+            duration = time.perf_counter() - started
+            sp.set_outputs(value)
+        output = _save_output(call, cache, value)
+    return Ran(value, duration, tuple(sorted(reads)), output)
+
+
+async def run_async(call: Call, cache: TaskCache | None, *, final: bool) -> Ran:
+    """`run` for an `async def` body: the span covers the awaited body."""
+    spec = call.spec
+    arguments = _with_input(call)
+    inputs = {k: summarize(v) for k, v in arguments.items()}
+    with bind_names(task=spec.name), track_param_reads() as reads:
+        with span(call.label, spec.span_type, inputs=inputs) as sp:
+            started = time.perf_counter()
+            try:
+                args, kwargs = to_args_kwargs(spec.fn, arguments)
+                value = await spec.fn(*args, **kwargs)
+            except Exception as exc:
+                raise _failure(call, exc, inputs, sp.attributes, final=final) from exc
+            duration = time.perf_counter() - started
+            sp.set_outputs(value)
+        output = _save_output(call, cache, value)
+    return Ran(value, duration, tuple(sorted(reads)), output)
+
+
+def retryable(exc: BaseException) -> bool:
+    return not isinstance(exc, NOT_RETRYABLE)
+
+
+def _failure(
+    call: Call,
+    exc: Exception,
+    inputs: dict[str, Any],
+    attributes: Mapping[str, Any],
+    *,
+    final: bool,
+) -> BaseException:
+    """The original error when it may be retried, else `TaskExecutionError` with context."""
+    if not final and retryable(exc):
+        return exc
+    context = {"input": call.spec.input, "row_index": call.row}
+    return TaskExecutionError(
+        call.spec.name, exc, inputs=inputs, context=context, attributes=attributes
+    )
+
+
+def _with_input(call: Call) -> dict[str, Any]:
+    spec = call.spec
+    arguments = dict(call.parameters)
+    if spec.input is None or spec.input_param is None:
+        return arguments
+    if arguments.get(spec.input_param) is None:
+        arguments[spec.input_param] = call.catalog.get(spec.input).load()
+    return arguments
+
+
+def _save_output(call: Call, cache: TaskCache | None, value: Any) -> dict[str, str] | None:
+    spec = call.spec
+    if spec.output is None:
+        return None
+    catalog = call.catalog
+    dataset = catalog.get(spec.output) if catalog.has(spec.output) else None
+    if dataset is None:
+        dataset = catalog.default_for(spec.output, value)
+    dataset.save(value)
+    return cache.output_fingerprint(spec, dataset) if cache is not None else None
+
+
+def to_args_kwargs(fn: Callable[..., Any], arguments: Mapping[str, Any]) -> tuple[list[Any], dict]:
+    """Positional and keyword arguments for `fn` from arguments keyed by parameter name."""
+    args: list[Any] = []
+    kwargs: dict[str, Any] = {}
+    for name, parameter in _parameters(fn).items():
+        if name not in arguments:
+            continue
+        value = arguments[name]
+        if parameter.kind is parameter.POSITIONAL_ONLY:
+            args.append(value)
+        elif parameter.kind is parameter.VAR_POSITIONAL:
+            args.extend(value)
+        elif parameter.kind is parameter.VAR_KEYWORD:
+            kwargs.update(value)
+        else:
+            kwargs[name] = value
+    return args, kwargs
+
+
+def call_arguments(
+    fn: Callable[..., Any], args: tuple[Any, ...], kwargs: Mapping[str, Any]
+) -> dict[str, Any]:
+    """`fn(*args, **kwargs)`'s arguments keyed by parameter name, defaults applied (partial:
+    the catalog fills the `input` parameter later)."""
+    bound = _signature(fn).bind_partial(*args, **kwargs)
+    bound.apply_defaults()
+    return dict(bound.arguments)
+
+
+def _parameters(fn: Callable[..., Any]) -> Mapping[str, inspect.Parameter]:
+    return _signature(fn).parameters
+
+
+_signatures: dict[Any, inspect.Signature] = {}
+
+
+def _signature(fn: Callable[..., Any]) -> inspect.Signature:
+    found = _signatures.get(fn)
+    if found is None:
+        found = _signatures[fn] = inspect.signature(fn)
+    return found
+
+
+def row_id(parameters: Mapping[str, Any]) -> str | None:
+    """The `id` or `key` field of a mapped row's first dict-like argument, if it has one."""
+    for value in parameters.values():
+        getter = getattr(value, "get", None)
+        if isinstance(value, Mapping) and callable(getter):
+            for field_name in ("id", "key"):
+                found = getter(field_name)
+                if isinstance(found, (str, int)):
+                    return str(found)
+    return None
+
+
+def length(value: Any) -> int | None:
+    if value is None or isinstance(value, (str, bytes)):
+        return None
+    try:
+        return len(value)
+    except TypeError:
+        return None
