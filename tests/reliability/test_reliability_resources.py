@@ -130,12 +130,6 @@ def test_read_only_cache_directory_is_one_message_naming_it(project: ProjectDir)
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(
-    strict=True,
-    reason="latent-prefect: _runtime._result_filesystem's mkdir of <latent_dir>/results raises "
-    "a bare OSError that `latent run` prints as a traceback; it should be one line naming the "
-    "directory and [cache] result_storage / [paths] latent_dir. Then remove this marker",
-)
 def test_read_only_latent_directory_is_one_message_naming_it(project: ProjectDir) -> None:
     project.flow("fill", LOOP.replace(f"loop({N})", "loop(3)"))
     latent_dir = project.root / ".latent"
@@ -148,11 +142,6 @@ def test_read_only_latent_directory_is_one_message_naming_it(project: ProjectDir
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(
-    strict=True,
-    reason="latent-prefect's retry condition must exclude latent.cache.CacheWriteError "
-    "(add it to _task._NOT_RETRYABLE); then remove this marker",
-)
 def test_a_checkpoint_write_fault_is_not_retried(project: ProjectDir) -> None:
     cache = project.root / "ro-cache"
     project.flow(

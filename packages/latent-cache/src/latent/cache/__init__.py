@@ -4,6 +4,7 @@ Installs and imports alone: no Prefect, MLflow, pandas or numpy is imported here
 pandas are used only when a value to hash is one of theirs).
 """
 
+from latent.cache._faults import write_fault
 from latent.cache.checkpoint import (
     checkpoint,
     checkpoints_enabled,
@@ -59,4 +60,5 @@ __all__ = [
     "shared_store",
     "signature_parts",
     "stable_hash",
+    "write_fault",
 ]

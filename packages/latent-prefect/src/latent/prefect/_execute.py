@@ -15,6 +15,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from latent.cache import CacheWriteError
 from latent.config import DatasetError, LatentConfigError, Project, track_param_reads
 from latent.observe import TaskExecutionError, bind_names, span, summarize
 
@@ -24,6 +25,7 @@ if TYPE_CHECKING:
 
 #: Errors a retry cannot fix: bad configuration or data, and the final wrapped error.
 NOT_RETRYABLE: tuple[type[BaseException], ...] = (
+    CacheWriteError,  # disk full, read-only: a retry cannot help
     LatentConfigError,
     DatasetError,
     TaskExecutionError,

@@ -10,7 +10,8 @@ The header names the key the record was written for, and the payload's size and 
 record is verified on every read: a truncated, swapped or half-written file is a miss with a
 warning, never a served value. Local writes go to a temporary file in the same directory and
 are renamed into place (never a partial or 0-byte record, even on a full disk), keeping the
-user's umask; object stores write a whole object at once. `latent cache list/clear` read the
+user's umask; object stores write a whole object at once. A disk that is full or read-only is
+a `latent.cache.CacheWriteError` naming the directory and what to change. `latent cache list/clear` read the
 headers, so the records themselves are the index.
 """
 
@@ -28,6 +29,8 @@ from pathlib import Path
 from typing import Any
 
 import xxhash
+
+from latent.cache import write_fault
 
 MAGIC = b"LATENT-RESULT 1\n"
 TEMP_PREFIX = ".latent-tmp-"
@@ -192,13 +195,23 @@ class ResultStore:
             fs, base = self._fs()
             fs.pipe_file(f"{base}/{header.key}", data)
             return
-        self._dir.mkdir(parents=True, exist_ok=True)
-        fd, temp = tempfile.mkstemp(prefix=TEMP_PREFIX, dir=self._dir)
+        try:
+            self._write_local(self._dir, header.key, data)
+        except OSError as exc:
+            fault = write_fault(exc, self._dir)
+            if fault is None:
+                raise
+            raise fault from exc
+
+    @staticmethod
+    def _write_local(directory: Path, key: str, data: bytes) -> None:
+        directory.mkdir(parents=True, exist_ok=True)
+        fd, temp = tempfile.mkstemp(prefix=TEMP_PREFIX, dir=directory)
         try:
             with os.fdopen(fd, "wb") as f:
                 f.write(data)
             os.chmod(temp, _FILE_MODE)
-            os.replace(temp, self._dir / header.key)
+            os.replace(temp, directory / key)
         except BaseException:
             with contextlib.suppress(OSError):
                 os.unlink(temp)

@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any
 
 import tenacity
 
-from latent.cache import hash_once
+from latent.cache import CacheWriteError, hash_once
 from latent.config import RunConfig, bind_run, current_run
 from latent.observe import TaskExecutionError, bind_names, continue_trace, logger
 from latent.prefect import _execute, _prefect_compat, _shipped
@@ -361,6 +361,9 @@ class _RowRunner:
         delays = _delays(task.retry_delay_seconds, retries)
         self.policy = retry_policy(retries, delays, _execute.retryable)
         self.attempts = retries + 1
+        # a full or read-only result store: rows not started yet fail with it instead of
+        # calling the model for results that could not be kept
+        self.fault: CacheWriteError | None = None
 
     def _call(self, row: Row) -> _execute.Call:
         return _execute.Call(
@@ -368,6 +371,9 @@ class _RowRunner:
         )
 
     def run_one(self, row: Row, finish: Callable[[Outcome], None]) -> None:
+        if self.fault is not None:
+            finish(self._failed(row, self.fault))
+            return
         call = self._call(row)
         try:
             with self.limits.slot(self.waiting):
@@ -381,6 +387,9 @@ class _RowRunner:
         finish(self._completed(row, ran))
 
     async def run_one_async(self, row: Row, finish: Callable[[Outcome], None]) -> None:
+        if self.fault is not None:
+            finish(self._failed(row, self.fault))
+            return
         call = self._call(row)
         try:
             async with self.limits.aslot(self.waiting):
@@ -406,6 +415,8 @@ class _RowRunner:
         if self.cache is not None and row.probe.key is not None:
             try:
                 self.cache.store_result(self.spec, row.probe, ran.value, ran.reads, ran.output)
+            except CacheWriteError as exc:
+                self.fault = exc  # this row keeps its value; the rest stop (see __init__)
             except OSError as exc:
                 _warn_store(self.spec.name, exc)
         outcome = Outcome(row.index, "Completed", ran.duration_s, ran.value, rows_out=ran.rows_out)

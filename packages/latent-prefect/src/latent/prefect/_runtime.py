@@ -20,7 +20,7 @@ from typing import Any
 
 from latent.cache import configure_checkpoints, set_module_namer
 from latent.config import Project, current_run, find_project_root
-from latent.observe import configure_tracking, set_logger_provider
+from latent.observe import configure_redaction, configure_tracking, set_logger_provider
 from latent.prefect._importpath import add_project_root
 
 _configured: list[Project] = []  # the project the process is wired to (at most one)
@@ -112,6 +112,7 @@ def prepare(project: Project) -> Project:
             experiment_prefix=settings.mlflow.experiment_prefix,
             environment=settings.environment,
         )
+        configure_redaction(patterns=settings.observe.secret_patterns)
         set_logger_provider(_prefect_run_logger)
         _configured[:] = [project]
     return project

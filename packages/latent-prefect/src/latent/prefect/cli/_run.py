@@ -186,7 +186,7 @@ def _run_one(
             _print_summary(name, summary, elapsed, failed=True)
             _print_flow_run(ui_url_of_flow_run(state.state_details.flow_run_id))
             if show_traceback:
-                err.print("".join(tb.format_exception(exc)), highlight=False, markup=False)
+                err.print(_traceback_text(exc), highlight=False, markup=False)
             err.print(
                 f"[red]Flow '{name}' failed:[/red] {type(exc).__name__}: {escape(str(exc))}",
                 highlight=False,
@@ -199,7 +199,7 @@ def _run_one(
 def _fail(exc: BaseException, show_traceback: bool, code: int = EXIT_USAGE) -> Any:
     """Print a user mistake once (the traceback only when asked) and exit."""
     if show_traceback:
-        err.print("".join(tb.format_exception(exc)), highlight=False, markup=False)
+        err.print(_traceback_text(exc), highlight=False, markup=False)
     err.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False, soft_wrap=True)
     raise typer.Exit(code)
 
@@ -207,7 +207,7 @@ def _fail(exc: BaseException, show_traceback: bool, code: int = EXIT_USAGE) -> A
 def _fail_import(path: Any, exc: BaseException, show_traceback: bool) -> Any:
     """A flow file that raises on import: where, and the error (the user's own code)."""
     if show_traceback:
-        err.print("".join(tb.format_exception(exc)), highlight=False, markup=False)
+        err.print(_traceback_text(exc), highlight=False, markup=False)
     else:
         # the innermost frames in the user's files say where the mistake is
         frames = [f for f in tb.extract_tb(exc.__traceback__) if "site-packages" not in f.filename]
@@ -265,3 +265,10 @@ def _print_where(project: Project) -> None:
         lines.append(f"MLflow UI:  latent ui   (store: {project.tracking_uri})")
     for line in lines:
         console.print(escape(line), soft_wrap=True, highlight=False)
+
+
+def _traceback_text(exc: BaseException) -> str:
+    """The traceback `-v` shows, with credentials redacted like every other output."""
+    from latent.observe import redact_text
+
+    return redact_text("".join(tb.format_exception(exc)))
