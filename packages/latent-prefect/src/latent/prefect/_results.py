@@ -11,8 +11,8 @@ record is verified on every read: a truncated, swapped or half-written file is a
 warning, never a served value. Local writes go to a temporary file in the same directory and
 are renamed into place (never a partial or 0-byte record, even on a full disk), keeping the
 user's umask; object stores write a whole object at once. A disk that is full or read-only is
-a `latent.cache.CacheWriteError` naming the directory and what to change. `latent cache list/clear` read the
-headers, so the records themselves are the index.
+a `latent.cache.CacheWriteError` naming the directory and what to change. `latent cache
+list/clear` read the headers, so the records themselves are the index.
 """
 
 from __future__ import annotations
