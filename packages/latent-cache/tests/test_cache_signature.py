@@ -280,3 +280,18 @@ def test_library_classes_and_functions_stay_out(load_module) -> None:
     from latent.cache.signature import signature_parts
 
     assert list(signature_parts(module.task)) == ["userflow.task"]
+
+
+def test_the_async_version_of_the_same_code_has_the_same_signature(load_module) -> None:
+    sync = """
+        def ask(client, q):
+            with client.session() as s:
+                return s.complete(q).upper()
+    """
+    asynchronous = """
+        async def ask(client, q):
+            async with client.session() as s:
+                return (await s.complete(q)).upper()
+    """
+    assert sig(load_module, sync, "ask") == sig(load_module, asynchronous, "ask")
+    assert sig(load_module, sync, "ask") != sig(load_module, sync.replace("upper", "lower"), "ask")

@@ -339,6 +339,7 @@ def _normalised(func: types.FunctionType) -> tuple[bytes, set[str], set[tuple[st
     if node is None:
         return _bytecode(func.__code__), _code_names(func.__code__), set()
     _strip(node)
+    node = _Synchronous().visit(node)
     # names the function binds itself (parameters, assignments, loop targets) are local: a
     # global of the same name is not what the body calls
     bound = {a.arg for a in ast.walk(node) if isinstance(a, ast.arg)}
@@ -396,6 +397,27 @@ def _source_node(func: types.FunctionType) -> ast.AST | None:
         if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef)) and n.name == want:
             return n
     return None
+
+
+class _Synchronous(ast.NodeTransformer):
+    """``async def`` as ``def`` and ``await x`` as ``x``: the async version of the same code
+    has the same signature, so moving a task to an async client keeps its cache."""
+
+    def visit_AsyncFunctionDef(self, node: ast.AsyncFunctionDef) -> ast.AST:
+        self.generic_visit(node)
+        return ast.FunctionDef(**{f: getattr(node, f) for f in node._fields})
+
+    def visit_Await(self, node: ast.Await) -> ast.AST:
+        self.generic_visit(node)
+        return node.value
+
+    def visit_AsyncWith(self, node: ast.AsyncWith) -> ast.AST:
+        self.generic_visit(node)
+        return ast.With(**{f: getattr(node, f) for f in node._fields})
+
+    def visit_AsyncFor(self, node: ast.AsyncFor) -> ast.AST:
+        self.generic_visit(node)
+        return ast.For(**{f: getattr(node, f) for f in node._fields})
 
 
 def _strip(node: ast.AST) -> None:

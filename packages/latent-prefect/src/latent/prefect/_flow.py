@@ -11,8 +11,10 @@ from __future__ import annotations
 import difflib
 import functools
 import inspect
+import sys
 import warnings
 from collections.abc import Callable, Mapping, Sequence
+from contextlib import ExitStack
 from dataclasses import dataclass
 from typing import Any, Generic, ParamSpec, TypeVar
 
@@ -103,9 +105,20 @@ def _make_spec(
 
 
 def _body(spec: FlowSpec) -> Callable[..., Any]:
-    @functools.wraps(spec.fn)
-    def body(*args: Any, **kwargs: Any) -> Any:
-        return _run_flow_body(spec, args, kwargs)
+    """The function Prefect runs: the user's, inside its project (async for an async fn)."""
+    if inspect.iscoroutinefunction(spec.fn):
+
+        @functools.wraps(spec.fn)
+        async def body(*args: Any, **kwargs: Any) -> Any:
+            with _FlowCall(spec, args, kwargs) as call:
+                return call.finish(await spec.fn(*call.bound.args, **call.bound.kwargs))
+
+    else:
+
+        @functools.wraps(spec.fn)
+        def body(*args: Any, **kwargs: Any) -> Any:  # type: ignore[misc]
+            with _FlowCall(spec, args, kwargs) as call:
+                return call.finish(spec.fn(*call.bound.args, **call.bound.kwargs))
 
     sig = resolved_signature(spec.fn)
     n = len(spec.input)
@@ -117,40 +130,62 @@ def _body(spec: FlowSpec) -> Callable[..., Any]:
     return body
 
 
-def _run_flow_body(spec: FlowSpec, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-    outer = current_run()
-    project = outer.project if outer else _runtime.project_for(spec.fn)
-    run = _make_run(spec, project, nested=outer is not None)
-    TaskRegistry.start_flow(
-        spec.name,
-        inputs=list(spec.input),
-        outputs=list(spec.output),
-        parent=outer.flow if outer else None,
-    )
-    with (
-        bind_run(run),
-        bind_names(flow=spec.name, task=None),
-        checkpoints_for(environment=project.settings.environment, directory=project.cache_dir),
-        cache_session(),
-        flow_run(spec.name, run.parameters, tags=_run_tags(spec)) as tracked,
-        track_param_reads() as reads,
-        _lineage.tracking(),
-    ):
+class _FlowCall:
+    """One run of a flow's body: its run bound, inputs loaded; `finish` saves and logs."""
+
+    def __init__(self, spec: FlowSpec, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+        self.spec = spec
+        self.args = args
+        self.kwargs = kwargs
+        self._stack = ExitStack()
+
+    def __enter__(self) -> _FlowCall:
+        spec = self.spec
+        outer = current_run()
+        self.outer = outer
+        self.project = project = outer.project if outer else _runtime.project_for(spec.fn)
+        self.run = run = _make_run(spec, project, nested=outer is not None)
+        TaskRegistry.start_flow(
+            spec.name,
+            inputs=list(spec.input),
+            outputs=list(spec.output),
+            parent=outer.flow if outer else None,
+        )
+        stack = self._stack
+        stack.enter_context(bind_run(run))
+        stack.enter_context(bind_names(flow=spec.name, task=None))
+        settings = project.settings
+        stack.enter_context(
+            checkpoints_for(environment=settings.environment, directory=project.cache_dir)
+        )
+        stack.enter_context(cache_session())
+        self.tracked = stack.enter_context(
+            flow_run(spec.name, run.parameters, tags=_run_tags(spec))
+        )
+        self.reads = stack.enter_context(track_param_reads())
+        stack.enter_context(_lineage.tracking())
+        stack.callback(_links.publish_run_links, project, spec.name, self.tracked, run.parameters)
         try:
-            bound = inspect.signature(spec.fn).bind_partial(*args, **kwargs)
-            _load_inputs(spec, run, bound)
-            result = spec.fn(*bound.args, **bound.kwargs)
-            outputs = _save_outputs(spec, run, result)
-            if len(outputs) > 1:
-                log_outputs(outputs)  # tables and metrics named after each output
-            else:
-                log_outputs(result, name=spec.output[0] if spec.output else "output")
-            _warn_unread(spec, run, reads)
-        finally:
-            _links.publish_run_links(project, spec.name, tracked, run.parameters)
-    if outer is None:
-        _save_registry(project, spec.name)
-    return result
+            self.bound = inspect.signature(spec.fn).bind_partial(*self.args, **self.kwargs)
+            _load_inputs(spec, run, self.bound)
+        except BaseException:
+            stack.__exit__(*sys.exc_info())
+            raise
+        return self
+
+    def finish(self, result: Any) -> Any:
+        outputs = _save_outputs(self.spec, self.run, result)
+        if len(outputs) > 1:
+            log_outputs(outputs)  # tables and metrics named after each output
+        else:
+            log_outputs(result, name=self.spec.output[0] if self.spec.output else "output")
+        _warn_unread(self.spec, self.run, self.reads)
+        return result
+
+    def __exit__(self, *exc: Any) -> None:
+        self._stack.__exit__(*exc)
+        if self.outer is None and exc[0] is None:
+            _save_registry(self.project, self.spec.name)
 
 
 def _run_tags(spec: FlowSpec) -> dict[str, str]:
@@ -331,5 +366,15 @@ class LatentFlow(Flow[P, R], Generic[P, R]):
         updates = {} if outer else _startup.prefect_settings_for_call(self, project)
         if not project.settings.prefect.heartbeat:
             updates[PREFECT_FLOWS_HEARTBEAT_FREQUENCY] = None
+        if inspect.iscoroutinefunction(self.fn):
+            return _with_settings(updates, super().__call__(*args, **kwargs))
         with temporary_settings(updates=updates):
             return super().__call__(*args, **kwargs)
+
+
+async def _with_settings(updates: dict[Any, Any], run: Any) -> Any:
+    """Await an async flow's run with its Prefect settings in force for the whole run."""
+    from prefect.settings import temporary_settings
+
+    with temporary_settings(updates=updates):
+        return await run

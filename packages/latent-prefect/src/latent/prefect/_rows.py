@@ -376,11 +376,10 @@ class _RowRunner:
             return
         call = self._call(row)
         try:
-            with self.limits.slot(self.waiting):
-                for attempt in tenacity.Retrying(**self.policy):
-                    with attempt:
-                        final = attempt.retry_state.attempt_number >= self.attempts
-                        ran = _execute.run(call, self.cache, final=final)
+            for attempt in tenacity.Retrying(**self.policy):
+                with attempt, self.limits.slot(self.waiting):  # every attempt is a call
+                    final = attempt.retry_state.attempt_number >= self.attempts
+                    ran = _execute.run(call, self.cache, final=final)
         except Exception as exc:
             finish(self._failed(row, exc))
             return
@@ -392,9 +391,9 @@ class _RowRunner:
             return
         call = self._call(row)
         try:
-            async with self.limits.aslot(self.waiting):
-                async for attempt in tenacity.AsyncRetrying(**self.policy):
-                    with attempt:
+            async for attempt in tenacity.AsyncRetrying(**self.policy):
+                with attempt:
+                    async with self.limits.aslot(self.waiting):  # every attempt is a call
                         final = attempt.retry_state.attempt_number >= self.attempts
                         ran = await _execute.run_async(call, self.cache, final=final)
         except Exception as exc:

@@ -282,6 +282,10 @@ class _TaskRun:
             account(self.spec.name, "Cached")
         return Completed(data=probe.value, name="Cached", message=CACHED_MESSAGE)
 
+    def limits(self, call: _execute.Call) -> Limits:
+        task = self.ctx.task
+        return task.limits_for(call.project) if isinstance(task, LatentTask) else Limits()
+
     def final(self) -> bool:
         attempt = self.ctx.task_run.run_count or 1
         return attempt >= (self.ctx.task.retries or 0) + 1
@@ -322,7 +326,8 @@ def _in_task_run(spec: TaskSpec, args: tuple[Any, ...], kwargs: dict[str, Any]) 
             return task_run.hit(call, cache, probe)
         _explain(cache, spec, probe)
         try:
-            ran = _execute.run(call, cache, final=task_run.final())
+            with task_run.limits(call).slot():
+                ran = _execute.run(call, cache, final=task_run.final())
         except Exception as exc:
             task_run.failed(exc)
             raise
@@ -337,7 +342,8 @@ async def _in_task_run_async(spec: TaskSpec, args: tuple[Any, ...], kwargs: dict
             return task_run.hit(call, cache, probe)
         _explain(cache, spec, probe)
         try:
-            ran = await _execute.run_async(call, cache, final=task_run.final())
+            async with task_run.limits(call).aslot():
+                ran = await _execute.run_async(call, cache, final=task_run.final())
         except Exception as exc:
             task_run.failed(exc)
             raise
@@ -443,7 +449,8 @@ class LatentTask(Task[P, R], Generic[P, R]):
         if probe is not None and probe.hit:
             return self._direct_hit(call, cache, probe)
         try:
-            ran = _execute.run(call, cache, final=True)
+            with self.limits_for(call.project).slot():
+                ran = _execute.run(call, cache, final=True)
         except TaskExecutionError:
             account(call.spec.name, "Failed")
             raise
@@ -454,7 +461,8 @@ class LatentTask(Task[P, R], Generic[P, R]):
         if probe is not None and probe.hit:
             return self._direct_hit(call, cache, probe)
         try:
-            ran = await _execute.run_async(call, cache, final=True)
+            async with self.limits_for(call.project).aslot():
+                ran = await _execute.run_async(call, cache, final=True)
         except TaskExecutionError:
             account(call.spec.name, "Failed")
             raise
@@ -652,5 +660,6 @@ async def _awaited(awaitable: Any) -> Any:
 def _value_of(result: Any) -> Any:
     """Prefect hands a body's return value straight back to `t(x)`; a hit is our state."""
     if isinstance(result, State) and result.message == CACHED_MESSAGE:
-        return result.result()
+        data = result.data  # a result record around the value (never persisted: in memory)
+        return getattr(data, "result", data)
     return result

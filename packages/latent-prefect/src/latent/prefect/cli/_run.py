@@ -8,7 +8,9 @@ are (their `@flow` needs it).
 
 from __future__ import annotations
 
+import asyncio
 import importlib.util
+import inspect
 import sys
 import time
 import traceback as tb
@@ -179,6 +181,8 @@ def _run_one(
         # the hook notes the flow run, so that an interrupt can mark it Crashed
         hooks = [*flow_obj.on_running_hooks, _interrupt.remember_flow_run]
         state = flow_obj.with_options(on_running=hooks)(return_state=True)
+        if inspect.isawaitable(state):  # an `async def` flow
+            state = asyncio.run(_awaited(state))
         elapsed = time.perf_counter() - started
         try:
             state.result()
@@ -272,3 +276,7 @@ def _traceback_text(exc: BaseException) -> str:
     from latent.observe import redact_text
 
     return redact_text("".join(tb.format_exception(exc)))
+
+
+async def _awaited(awaitable: Any) -> Any:
+    return await awaitable
