@@ -50,7 +50,8 @@ from prefect.futures import PrefectFuture, PrefectFutureList
 if TYPE_CHECKING:
     from latent.prefect._task import LatentTask, TaskSpec
 
-MAX_BATCHES = 100
+MAX_BATCHES = 100  # Prefect task runs per map at most
+ROWS_PER_BATCH = 100  # in this process: a batch is only what Prefect's UI shows of the map
 
 
 @dataclass(frozen=True)
@@ -161,7 +162,10 @@ def map_rows(
         return PrefectFutureList(map_run.futures)  # type: ignore[abstract]
     in_process = _shipped.runs_in_this_process(runner)
     batch_task = task.batch_task(runner)
-    batches = _split(pending, MAX_BATCHES)
+    # rows share one pool here, so a batch is bookkeeping: few and large; a shipped batch is
+    # what a worker takes, so as many as allowed, to spread the rows
+    most = math.ceil(len(pending) / ROWS_PER_BATCH) if in_process else MAX_BATCHES
+    batches = _split(pending, min(most, MAX_BATCHES))
     upstream = {"batch": set().union(*dependencies.values())} if dependencies else {}
     submitted = []
     for rows in batches:
