@@ -15,13 +15,15 @@ import subprocess
 import sys
 import time
 import urllib.request
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.markup import escape
 
-from latent.config import Project
 from latent.prefect.cli._app import app, console, err, project_or_exit
+
+if TYPE_CHECKING:  # latent --help must not load latent.config (pydantic)
+    from latent.config import Project
 
 INSTALL_HINT = (
     "MLflow's UI is not installed here; install it with: pip install 'latent-prefect[ui]'"
