@@ -18,7 +18,7 @@ import signal
 import socket
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from types import FrameType
 from typing import Any
@@ -54,8 +54,7 @@ def remember_flow_run(flow: Any, flow_run: Any, state: Any) -> None:
 @contextmanager
 def handled() -> Iterator[None]:
     """Turn SIGINT/SIGTERM into a prompt, bounded exit with code 128 + signal number."""
-    if threading.current_thread() is threading.main_thread():
-        _install()
+    restore = _install() if threading.current_thread() is threading.main_thread() else None
     try:
         yield
     except BaseException as exc:
@@ -65,33 +64,47 @@ def handled() -> Iterator[None]:
         _state.first.wait(1.0)  # the watcher records the signal (it runs in its own thread)
         code = 128 + (_state.received[0] if _state.received else signum)
         _exit_now(code, mark_crashed=True)
+    finally:
+        if restore is not None:  # the command returned (or failed): as it was before
+            restore()
 
 
-def _install() -> None:
+def _install() -> Callable[[], None] | None:
     def on_signal(signum: int, frame: FrameType | None) -> None:
         raise KeyboardInterrupt
 
     reader, writer = socket.socketpair()
     writer.setblocking(False)
     try:
-        signal.set_wakeup_fd(writer.fileno(), warn_on_full_buffer=False)
+        previous_fd = signal.set_wakeup_fd(writer.fileno(), warn_on_full_buffer=False)
     except ValueError:  # not the main thread of the main interpreter
-        return
-    for signum in _WATCHED:
-        signal.signal(signum, on_signal)
-    watcher = threading.Thread(target=_watch, args=(reader, writer), daemon=True)
-    watcher.start()
+        reader.close()
+        writer.close()
+        return None
+    previous = {signum: signal.signal(signum, on_signal) for signum in _WATCHED}
+    threading.Thread(target=_watch, args=(reader,), daemon=True).start()
+
+    def restore() -> None:
+        signal.set_wakeup_fd(previous_fd)
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+        writer.close()  # the watcher's recv returns b"": it ends
+
+    return restore
 
 
-def _watch(reader: socket.socket, writer: socket.socket) -> None:
-    while True:
-        try:
-            data = reader.recv(64)
-        except OSError:
-            return
-        for signum in data:
-            if signum in _WATCHED:
-                _received(signum)
+def _watch(reader: socket.socket) -> None:
+    with reader:
+        while True:
+            try:
+                data = reader.recv(64)
+            except OSError:
+                return
+            if not data:
+                return
+            for signum in data:
+                if signum in _WATCHED:
+                    _received(signum)
 
 
 def _received(signum: int) -> None:
