@@ -89,6 +89,15 @@ def test_project_modules_import_under_latent_run_a_script_a_subfolder_and_a_proc
     assert project.calls().count("loud") == 5  # a, b; c; d, e (in pool workers)
 
 
+def test_a_notebook_under_the_project_imports_its_modules(project: ProjectDir) -> None:
+    """A notebook kernel runs in the notebook's folder and has no script file: like `python -c`."""
+    _helpers(project)
+    (project.root / "notebooks").mkdir()
+    code = "from latent.prefect import flow\nfrom flows.common.text import shout\nprint(shout('x'))"
+    out = _python(project, "-c", code, cwd=project.root / "notebooks")
+    assert out.strip() == "X"
+
+
 def test_new_flow_runs_as_a_script(project: ProjectDir) -> None:
     project.latent("new", "flow", "greet")
     out = _python(project, "flows/greet/flow.py")

@@ -122,21 +122,22 @@ class ManagedServer:
             # Another run may have started it while this one waited for the lock; a busy
             # server may be slow to answer: give a live one time before replacing it.
             recorded = self.recorded()
-            patience = _HEALTHY_PATIENT_S if recorded and _is_server_process(recorded.pid) else 0
-            info = self.running(timeout=max(_HEALTHY_FAST_S, patience))
+            alive = recorded is not None and _is_server_process(recorded.pid)
+            info = self.running(timeout=_HEALTHY_PATIENT_S if alive else _HEALTHY_FAST_S)
             if info is not None:
                 return info
-            if recorded is not None:
+            if recorded is not None and alive:  # a hung server of ours; never a reused pid
                 _terminate(recorded.pid)
             return self._start(announce)
 
     def stop(self) -> ServerInfo | None:
-        """Stop the recorded server (if any) and forget it; returns what was stopped."""
+        """Stop the recorded server (if it runs) and forget it; returns what was stopped."""
         with self._lock():
             info = self.recorded()
-            if info is not None and _is_server_process(info.pid):
-                _terminate(info.pid)
             self.state_file.unlink(missing_ok=True)
+            if info is None or not _is_server_process(info.pid):
+                return None
+            _terminate(info.pid)
             return info
 
     def _lock(self) -> FileLock:
