@@ -172,6 +172,8 @@ def _mark_crashed() -> None:
 def _stop_children() -> None:
     import psutil
 
+    if not hasattr(os, "getsid"):  # Windows: no sessions to tell the managed server apart
+        return
     try:
         session = os.getsid(0)
         children = [
