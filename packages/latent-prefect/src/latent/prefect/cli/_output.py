@@ -43,7 +43,7 @@ class _QuietConsole(logging.Filter):
     """Drops per-task-run state lines and shutdown tracebacks from the terminal."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if record.name.startswith(_SERVICE_LOGGERS) or _is_config_error(record):
+        if record.name.startswith(_SERVICE_LOGGERS) or _is_explained_error(record):
             return False
         if "'remember_flow_run'" in record.getMessage():
             return False  # `latent run`'s own hook (it notes the flow run for Ctrl-C)
@@ -56,13 +56,16 @@ class _QuietConsole(logging.Filter):
         )
 
 
-def _is_config_error(record: logging.LogRecord) -> bool:
-    """A LatentConfigError the command prints once itself (Prefect logs it per task and flow)."""
+def _is_explained_error(record: logging.LogRecord) -> bool:
+    """An error whose message says everything (what, where, how to fix): a configuration or
+    dataset mistake, a cache directory that cannot be written. `latent run` prints it once;
+    Prefect would log it again, with a traceback, per task and per flow."""
+    from latent.cache.errors import CacheWriteError
     from latent.config import LatentConfigError
 
     exc = record.exc_info[1] if record.exc_info else None
     while exc is not None:
-        if isinstance(exc, LatentConfigError):
+        if isinstance(exc, LatentConfigError | CacheWriteError):
             return True
         exc = exc.__cause__
     return False

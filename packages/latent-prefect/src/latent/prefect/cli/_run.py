@@ -180,15 +180,19 @@ def _run_one(
     with collect_summary() as summary, _scoped(scoped), progress_enabled():
         # the hook notes the flow run, so that an interrupt can mark it Crashed
         hooks = [*flow_obj.on_running_hooks, _interrupt.remember_flow_run]
-        state = flow_obj.with_options(on_running=hooks)(return_state=True)
-        if inspect.isawaitable(state):  # an `async def` flow
-            state = asyncio.run(_awaited(state))
-        elapsed = time.perf_counter() - started
+        state = None
         try:
+            # an error before Prefect has a flow run (e.g. a read-only .latent/) raises here
+            state = flow_obj.with_options(on_running=hooks)(return_state=True)
+            if inspect.isawaitable(state):  # an `async def` flow
+                state = asyncio.run(_awaited(state))
+            elapsed = time.perf_counter() - started
             state.result()
         except Exception as exc:
+            elapsed = time.perf_counter() - started
             _print_summary(name, summary, elapsed, failed=True)
-            _print_flow_run(ui_url_of_flow_run(state.state_details.flow_run_id))
+            if state is not None:
+                _print_flow_run(ui_url_of_flow_run(state.state_details.flow_run_id))
             if show_traceback:
                 err.print(_traceback_text(exc), highlight=False, markup=False)
             err.print(
