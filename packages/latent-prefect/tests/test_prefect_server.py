@@ -210,3 +210,18 @@ def test_an_unreachable_prefect_api_is_named_with_the_fix(managed: Managed, tmp_
     assert "http://127.0.0.1:9/api (from PREFECT_API_URL) does not answer" in result.stdout
     assert '[prefect] server = "managed"' in result.stdout and "Traceback" not in result.stdout
     assert project.calls() == [] and managed.servers() == []
+
+
+def test_a_server_url_in_latent_toml_is_used_instead_of_the_managed_one(
+    managed: Managed, tmp_path: Path, prefect_server: None
+) -> None:
+    session_api = os.environ["PREFECT_API_URL"]  # the test session's server
+    project = managed.project(tmp_path / "proj")
+    project.write(
+        "config/latent.toml",
+        LATENT_TOML + f'\n[prefect]\nserver = "{session_api.removesuffix("/api")}"\n',
+    )
+    out = _ok(managed.latent(project, "run", "hello"))
+    assert f"Prefect UI: {session_api.removesuffix('/api')}/runs/flow-run/" in out
+    assert project.calls().count("double") == 3
+    assert not (managed.state / "server.json").exists() and managed.servers() == []
