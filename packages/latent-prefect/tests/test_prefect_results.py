@@ -246,3 +246,66 @@ def test_latent_ui_serves_the_run_page_api(evaluation: ProjectDir) -> None:
         time.sleep(0.2)  # waiting for the stopped server to go away, bounded
     else:
         pytest.fail("the MLflow UI is still answering after latent ui --stop")
+
+
+ROWS_FLOW = """
+import pandas as pd
+
+from latent.prefect import flow, task
+
+
+@task("ask", span_type="LLM")
+def ask(item: dict) -> dict:
+    usage = {"prompt_tokens": 10, "completion_tokens": item["id"]}
+    return {"id": item["id"], "answer": item["q"].upper(), "usage": usage}
+
+
+@task("collect", output="answers")
+def collect(answers: list) -> pd.DataFrame:
+    return pd.DataFrame([{"id": a["id"], "answer": a["answer"]} for a in answers])
+
+
+@flow("rows")
+def rows() -> int:
+    items = [{"id": i, "q": f"question {i}"} for i in (1, 2, 3)]
+    answers = [f.result() for f in ask.map(items)]
+    return len(collect(answers))
+"""
+
+
+@pytest.mark.slow
+def test_task_spans_tell_rows_apart_and_cached_rows_show(
+    project: ProjectDir, template_store: Path
+) -> None:
+    project.write("config/latent.toml", MLFLOW_ON)
+    (project.root / ".latent").mkdir(exist_ok=True)
+    shutil.copyfile(template_store, project.root / ".latent" / "mlflow.db")
+    project.flow("rows", ROWS_FLOW)
+    assert project.load("rows")() == 3
+    assert project.load("rows")() == 3  # every row and task answered from the cache
+
+    client = _client(project)
+    experiment = client.get_experiment_by_name("rows")
+    first, second = sorted(
+        client.search_runs([experiment.experiment_id]), key=lambda r: r.info.start_time
+    )
+
+    def spans(run: Any) -> dict[str, Any]:
+        (trace,) = client.search_traces(
+            locations=[experiment.experiment_id], run_id=run.info.run_id
+        )
+        return {s.name: s for s in trace.data.spans}
+
+    ran = spans(first)
+    row = ran["ask[1] 2"].attributes
+    assert (row["latent.cache"], row["latent.row.index"], row["latent.row.id"]) == ("miss", 1, "2")
+    assert row["latent.cache.id"] and row["prefect.task_run.id"] and row["latent.attempt"] == 1
+    assert row["mlflow.chat.tokenUsage"]["total_tokens"] == 12
+    table = client.load_table(experiment.experiment_id, "answers.json", run_ids=[first.info.run_id])
+    assert table["answer"].tolist() == ["QUESTION 1", "QUESTION 2", "QUESTION 3"]
+    outputs = {d.dataset.name: d.tags[0].value for d in first.inputs.dataset_inputs}
+    assert outputs == {"answers": "output"}
+
+    cached = spans(second)
+    assert {"ask[0] 1", "ask[1] 2", "ask[2] 3", "collect"} <= set(cached)
+    assert all(cached[name].attributes["latent.cache"] == "hit" for name in ("ask[2] 3", "collect"))

@@ -17,7 +17,15 @@ from typing import TYPE_CHECKING, Any
 
 from latent.cache import CacheWriteError
 from latent.config import DatasetError, LatentConfigError, Project, track_param_reads
-from latent.observe import TaskExecutionError, bind_names, span, summarize
+from latent.observe import (
+    TaskExecutionError,
+    bind_names,
+    log_dataset,
+    log_table,
+    span,
+    summarize,
+    task_attributes,
+)
 
 if TYPE_CHECKING:
     from latent.prefect._task import TaskSpec
@@ -41,6 +49,7 @@ class Call:
     catalog: Any
     parameters: dict[str, Any]
     row: int | None = None
+    cache_key: str | None = None  # shown on the span (`latent.cache.id`)
 
     @property
     def label(self) -> str:
@@ -65,13 +74,15 @@ class Ran:
         return length(self.value)
 
 
-def run(call: Call, cache: TaskCache | None, *, final: bool) -> Ran:
+def run(call: Call, cache: TaskCache | None, *, final: bool, attempt: int | None = None) -> Ran:
     """Run a sync body once (see the module docstring for `final`)."""
     spec = call.spec
     arguments = _with_input(call)
     inputs = {k: summarize(v) for k, v in arguments.items()}
     with bind_names(task=spec.name), track_param_reads() as reads:
-        with span(call.label, spec.span_type, inputs=inputs) as sp:
+        with span(
+            call.label, spec.span_type, inputs=inputs, attributes=_attributes(call, cache, attempt)
+        ) as sp:
             started = time.perf_counter()
             try:
                 args, kwargs = to_args_kwargs(spec.fn, arguments)
@@ -84,13 +95,17 @@ def run(call: Call, cache: TaskCache | None, *, final: bool) -> Ran:
     return Ran(value, duration, tuple(sorted(reads)), output)
 
 
-async def run_async(call: Call, cache: TaskCache | None, *, final: bool) -> Ran:
+async def run_async(
+    call: Call, cache: TaskCache | None, *, final: bool, attempt: int | None = None
+) -> Ran:
     """`run` for an `async def` body: the span covers the awaited body."""
     spec = call.spec
     arguments = _with_input(call)
     inputs = {k: summarize(v) for k, v in arguments.items()}
     with bind_names(task=spec.name), track_param_reads() as reads:
-        with span(call.label, spec.span_type, inputs=inputs) as sp:
+        with span(
+            call.label, spec.span_type, inputs=inputs, attributes=_attributes(call, cache, attempt)
+        ) as sp:
             started = time.perf_counter()
             try:
                 args, kwargs = to_args_kwargs(spec.fn, arguments)
@@ -101,6 +116,23 @@ async def run_async(call: Call, cache: TaskCache | None, *, final: bool) -> Ran:
             sp.set_outputs(value)
         output = _save_output(call, cache, value)
     return Ran(value, duration, tuple(sorted(reads)), output)
+
+
+def _attributes(call: Call, cache: TaskCache | None, attempt: int | None) -> dict[str, Any]:
+    """What the span says: cache miss and key, row index and id, Prefect task run, attempt."""
+    from prefect.context import TaskRunContext
+
+    task_run = getattr(TaskRunContext.get(), "task_run", None)
+    if attempt is None and task_run is not None:
+        attempt = task_run.run_count or 1
+    return task_attributes(
+        cache="off" if cache is None else "miss",
+        cache_key=call.cache_key,
+        row_index=call.row,
+        row_id=row_id(call.parameters) if call.row is not None else None,
+        task_run_id=task_run.id if task_run is not None else None,
+        attempt=attempt,
+    )
 
 
 def retryable(exc: BaseException) -> bool:
@@ -143,7 +175,20 @@ def _save_output(call: Call, cache: TaskCache | None, value: Any) -> dict[str, s
     if dataset is None:
         dataset = catalog.default_for(spec.output, value)
     dataset.save(value)
-    return cache.output_fingerprint(spec, dataset) if cache is not None else None
+    fingerprint = cache.output_fingerprint(spec, dataset) if cache is not None else None
+    if call.row is None:  # a mapped row's output is one piece of it: not a dataset of its own
+        _record_output(spec.output, dataset, value, fingerprint)
+    return fingerprint
+
+
+def _record_output(name: str, dataset: Any, value: Any, fingerprint: dict[str, str] | None) -> None:
+    """In the flow's MLflow run: a DataFrame output as a table, the dataset with its digest."""
+    cls = type(value)
+    if cls.__module__.startswith("pandas") and cls.__name__ == "DataFrame":
+        log_table(value, name)
+    paths = dataset.paths()
+    if fingerprint and paths:
+        log_dataset(name, paths[0], fingerprint[name], context="output", rows=length(value))
 
 
 def to_args_kwargs(fn: Callable[..., Any], arguments: Mapping[str, Any]) -> tuple[list[Any], dict]:

@@ -35,7 +35,7 @@ import tenacity
 
 from latent.cache import CacheWriteError, hash_once
 from latent.config import RunConfig, bind_run, current_run
-from latent.observe import TaskExecutionError, bind_names, continue_trace, logger
+from latent.observe import TaskExecutionError, bind_names, cached_rows, continue_trace, logger
 from latent.prefect import _execute, _prefect_compat, _shipped
 from latent.prefect._futures import RowFuture
 from latent.prefect._limits import Limits, retry_policy
@@ -192,6 +192,7 @@ def _answer_from_cache(map_run: MapRun, calls: list[dict[str, Any]]) -> list[Row
     spec, cache = map_run.spec, map_run.cache
     refresh = map_run.task.refresh_cache is True
     pending: list[Row] = []
+    cached: list[tuple[int, str | None]] = []  # (index, row id): short spans in the trace
     explained = False
     with hash_once():
         for index, call in enumerate(calls):
@@ -203,11 +204,13 @@ def _answer_from_cache(map_run: MapRun, calls: list[dict[str, Any]]) -> list[Row
                 account(spec.name, "Cached")
                 map_run.futures[index].set_cached(probe.value, probe.key or "")
                 map_run.progress.cached()
+                cached.append((index, _execute.row_id(call)))
                 continue
             if not explained and not refresh:
                 explained = True
                 _log_why(cache, spec, probe)
             pending.append(Row(index, call, probe))
+    cached_rows(spec.name, cached, total=len(calls), span_type=spec.span_type)
     hits = len(calls) - len(pending)
     if hits:
         logger.info(f"Task '{spec.name}': {hits} of {len(calls)} mapped rows Cached")
@@ -371,7 +374,7 @@ class _RowRunner:
 
     def _call(self, row: Row) -> _execute.Call:
         return _execute.Call(
-            self.spec, self.run.project, self.run.catalog, row.parameters, row.index
+            self.spec, self.run.project, self.run.catalog, row.parameters, row.index, row.probe.key
         )
 
     def run_one(self, row: Row, finish: Callable[[Outcome], None]) -> None:
@@ -383,7 +386,8 @@ class _RowRunner:
             for attempt in tenacity.Retrying(**self.policy):
                 with attempt, self.limits.slot(self.waiting):  # every attempt is a call
                     final = attempt.retry_state.attempt_number >= self.attempts
-                    ran = _execute.run(call, self.cache, final=final)
+                    number = attempt.retry_state.attempt_number
+                    ran = _execute.run(call, self.cache, final=final, attempt=number)
         except Exception as exc:
             finish(self._failed(row, exc))
             return
@@ -399,7 +403,10 @@ class _RowRunner:
                 with attempt:
                     async with self.limits.aslot(self.waiting):  # every attempt is a call
                         final = attempt.retry_state.attempt_number >= self.attempts
-                        ran = await _execute.run_async(call, self.cache, final=final)
+                        number = attempt.retry_state.attempt_number
+                        ran = await _execute.run_async(
+                            call, self.cache, final=final, attempt=number
+                        )
         except Exception as exc:
             finish(self._failed(row, exc))
             return
@@ -539,6 +546,7 @@ def map_task_runs(
     target = task.for_runner(runner)
     pace = ServerPace.for_map(len(calls))
     cache = cache_for(run.project) if spec.cache and task.refresh_cache is not True else None
+    hits: list[tuple[int, str | None]] = []
     with hash_once():
         for index, call in enumerate(calls):
             if cache is not None:
@@ -549,6 +557,7 @@ def map_task_runs(
                     cached.set_cached(probe.value, probe.key or "")
                     futures.append(cached)
                     progress.cached()
+                    hits.append((index, _execute.row_id(call)))
                     continue
             while len(in_flight) >= limit:
                 in_flight.popleft().wait()
@@ -560,6 +569,7 @@ def map_task_runs(
             task.account_shipped(future, shipped=target is not task)
             in_flight.append(future)
             futures.append(future)
+    cached_rows(spec.name, hits, total=len(calls), span_type=spec.span_type)
     for future in in_flight:
         if progress.shown:
             future.wait()

@@ -25,6 +25,7 @@ from latent.config import LatentConfigError, Project, bind_run, current_run
 from latent.observe import (
     TaskExecutionError,
     bind_names,
+    cached_span,
     continue_trace,
     logger,
     validate_span_type,
@@ -273,11 +274,14 @@ class _TaskRun:
         handed = _probed.get() or getattr(self.ctx.task, "handed_probe", None)
         _probed.set(None)  # a task this body calls must not see it
         if handed is not None and handed[0] == spec.name:
-            return call, cache, handed[1]
-        refresh = self.ctx.task.refresh_cache is True
-        return call, cache, cache.probe(spec, parameters, catalog, look=not refresh)
+            probe = handed[1]
+        else:
+            refresh = self.ctx.task.refresh_cache is True
+            probe = cache.probe(spec, parameters, catalog, look=not refresh)
+        return replace(call, cache_key=probe.key), cache, probe
 
     def hit(self, call: _execute.Call, cache: Any, probe: Probe) -> Any:
+        cached_span(self.spec.name, self.spec.span_type, cache_key=probe.key)
         if self.shipped is None:
             account(self.spec.name, "Cached")
         return Completed(data=probe.value, name="Cached", message=CACHED_MESSAGE)
@@ -442,6 +446,8 @@ class LatentTask(Task[P, R], Generic[P, R]):
         call = _execute.Call(spec, project, catalog, parameters)
         cache = cache_for(project) if spec.cache else None
         probe = cache.probe(spec, parameters, catalog) if cache is not None else None
+        if probe is not None:
+            call = replace(call, cache_key=probe.key)
         return call, cache, probe
 
     def _call_direct(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
@@ -469,6 +475,7 @@ class LatentTask(Task[P, R], Generic[P, R]):
         return self._direct_done(call, cache, probe, ran)
 
     def _direct_hit(self, call: _execute.Call, cache: Any, probe: Probe) -> Any:
+        cached_span(call.spec.name, call.spec.span_type, cache_key=probe.key)
         account(call.spec.name, "Cached")
         return probe.value
 
