@@ -30,7 +30,7 @@ from latent.observe import (
     logger,
     validate_span_type,
 )
-from latent.prefect import _execute, _prefect_compat, _rows, _runtime, _shipped
+from latent.prefect import _execute, _lineage, _prefect_compat, _rows, _runtime, _shipped
 from latent.prefect._futures import RowFuture
 from latent.prefect._limits import Limits, limits_for, validate_rate
 from latent.prefect._runtime import optional_parameter, resolved_signature
@@ -421,7 +421,7 @@ class LatentTask(Task[P, R], Generic[P, R]):
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         """In a flow: a Prefect task run. Outside any flow: the function, with caching."""
-        self._register()
+        self._register(args, kwargs)
         spec = self.require_spec()
         if FlowRunContext.get() is None and TaskRunContext.get() is None:
             if kwargs.get("return_state"):
@@ -436,7 +436,7 @@ class LatentTask(Task[P, R], Generic[P, R]):
             if _loop_running():
                 return _awaited(result)
             return asyncio.run(_awaited(result))  # an async task called from a sync flow
-        return _value_of(result)
+        return self._noted(_value_of(result))
 
     def _direct_call(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[Any, ...]:
         spec = self.require_spec()
@@ -489,7 +489,7 @@ class LatentTask(Task[P, R], Generic[P, R]):
 
     def submit(self, *args: Any, **kwargs: Any) -> Any:
         """Like Prefect's `submit`; a cached call returns a finished future with no task run."""
-        self._register()
+        self._register(args, kwargs)
         flow_ctx = FlowRunContext.get()
         runner = getattr(flow_ctx, "task_runner", None)
         target = self.for_runner(runner)
@@ -497,7 +497,7 @@ class LatentTask(Task[P, R], Generic[P, R]):
         if flow_ctx is not None and not kwargs.get("return_state") and not kwargs.get("wait_for"):
             submitted = self._probe_submit(args, kwargs)
             if submitted is not None and submitted.future is not None:
-                return submitted.future
+                return self._noted(submitted.future)
         handed = (self.require_spec().name, submitted.probe) if submitted else None
         if target is not self:  # another process: the probe travels with the task's copy
             target.handed_probe = handed
@@ -508,7 +508,7 @@ class LatentTask(Task[P, R], Generic[P, R]):
             _probed.reset(token)
         if isinstance(future, PrefectFuture):
             self.account_shipped(future, shipped=target is not self)
-        return future
+        return self._noted(future)
 
     def _probe_submit(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> _Submitted | None:
         spec = self.require_spec()
@@ -540,7 +540,7 @@ class LatentTask(Task[P, R], Generic[P, R]):
         **kwargs: Any,
     ) -> Any:
         """Like Prefect's `map`; rows run in Latent's row engine (see `_rows`)."""
-        self._register()
+        self._register(args, kwargs)
         flow_ctx = FlowRunContext.get()
         if deferred or flow_ctx is None or getattr(flow_ctx, "task_runner", None) is None:
             return super().map(
@@ -553,6 +553,9 @@ class LatentTask(Task[P, R], Generic[P, R]):
         calls = [{**defaults, **call} for call in calls]
         engine = _rows.map_task_runs if spec.rows == "task_runs" else _rows.map_rows
         futures = engine(self, calls, wait_for=wait_for, dependencies=dependencies)
+        for future in futures:
+            self._noted(future)
+        self._noted(futures)
         if return_state:
             for future in futures:
                 future.wait()
@@ -603,7 +606,7 @@ class LatentTask(Task[P, R], Generic[P, R]):
             return configured
         return 64 if spec.is_async else max(8, 8 * (os.cpu_count() or 1))
 
-    def _register(self) -> None:
+    def _register(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
         run = current_run()
         if run is None or self.spec is None:
             return
@@ -613,6 +616,14 @@ class LatentTask(Task[P, R], Generic[P, R]):
             inputs=[self.spec.input] if self.spec.input else [],
             outputs=[self.spec.output] if self.spec.output else [],
         )
+        # Arguments that are another task's output or a flow input draw edges (see _lineage).
+        _lineage.record_call(run.flow, self.spec.name, [*args, *kwargs.values()])
+
+    def _noted(self, value: Any) -> Any:
+        """`value`, remembered as this task's output so the tasks it is passed to draw an edge."""
+        if self.spec is not None:
+            _lineage.note_result(value, self.spec.name)
+        return value
 
 
 @dataclass(frozen=True)
