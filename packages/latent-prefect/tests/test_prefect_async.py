@@ -59,6 +59,7 @@ def test_async_tasks_in_an_async_flow_every_way_and_cached_across_processes(
     second = project.latent("run", "asking")
     assert sorted(project.calls()) == ["ask"] * 7 + ["shout"]  # nothing ran again
     assert "Cached" in second.stdout and "Failed" not in first.stdout
+    assert "p50 (s)" in first.stdout and "p95 (s)" in first.stdout  # row latency per task
     assert asyncio.run(project.load("asking")()) == EXPECTED
 
 

@@ -1,15 +1,18 @@
 """Ask a model every question of the dataset, then score its answers.
 
-The model is a deterministic local stand-in (`LocalModel`), so this example runs offline and gives
-the same numbers every time. To evaluate a real LLM, change `make_model()`: return any object whose
-`complete(prompt) -> str` calls your client. Nothing else changes — caching, checkpoints, retries
-and MLflow spans already wrap the calls.
+The model is a deterministic local stand-in (`LocalModel`) with the shape of an async LLM client,
+so this example runs offline and gives the same numbers every time. To evaluate a real LLM, change
+`make_model()`: return any object whose `async complete(prompt) -> str` awaits your client
+(`openai.AsyncOpenAI`, `anthropic.AsyncAnthropic`, `litellm.acompletion`...). Nothing else
+changes — caching, retries with backoff, rate limits (`limit="model"`, `[limits.model]` in
+config/latent.toml) and MLflow spans already wrap the calls, and the rows run concurrently on one
+event loop.
 """
 
 from __future__ import annotations
 
+import asyncio
 import re
-import time
 from typing import ClassVar, Literal
 
 import pandas as pd
@@ -70,8 +73,8 @@ class LocalModel:
         self.name = name
         self.temperature = temperature
 
-    def complete(self, prompt: str) -> str:
-        time.sleep(0.01)  # a real model takes a while; caching is what makes re-runs instant
+    async def complete(self, prompt: str) -> str:
+        await asyncio.sleep(0.01)  # a real model takes a while; caching makes re-runs instant
         text = prompt.lower()
         for clue, answer in self.KNOWLEDGE.items():
             if clue in text:
@@ -99,11 +102,11 @@ def build_prompts(questions: pd.DataFrame) -> list[dict]:
     ]
 
 
-@task("answer_question", span_type="LLM")
-def answer_question(item: dict, model_name: str, temperature: float) -> dict:
+@task("answer_question", span_type="LLM", limit="model")
+async def answer_question(item: dict, model_name: str, temperature: float) -> dict:
     """One model call per question: row-level cached, so a re-run calls the model 0 times."""
     model = make_model(model_name, temperature)
-    return {"id": item["id"], "answer": model.complete(item["prompt"])}
+    return {"id": item["id"], "answer": await model.complete(item["prompt"])}
 
 
 @task("score_answers", output="scored")

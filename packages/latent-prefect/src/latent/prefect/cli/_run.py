@@ -239,15 +239,18 @@ def _print_summary(name: str, summary: Any, elapsed: float, *, failed: bool) -> 
         console.print(f"{title} (no task finished)", highlight=False)
         return
     table = Table(title=title)
-    for column in ("flow", "task", "status", "calls", "duration (s)"):
+    for column in ("flow", "task", "status", "calls", "p50 (s)", "p95 (s)", "duration (s)"):
         table.add_column(column)
     for row in rows:
         style = {"Cached": "cyan", "Failed": "red"}.get(row.status, "green")
+        p50, p95 = row.percentile(50), row.percentile(95)
         table.add_row(
             row.flow or "-",
             row.task,
             f"[{style}]{row.status}[/{style}]",
             str(row.count),
+            f"{p50:.3f}" if p50 is not None else "-",
+            f"{p95:.3f}" if p95 is not None else "-",
             f"{row.duration_s:.3f}",
         )
     console.print(table)
