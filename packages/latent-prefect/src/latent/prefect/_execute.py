@@ -12,6 +12,7 @@ from __future__ import annotations
 import inspect
 import time
 from collections.abc import Callable, Mapping
+from contextlib import ExitStack
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -76,46 +77,67 @@ class Ran:
 
 def run(call: Call, cache: TaskCache | None, *, final: bool, attempt: int | None = None) -> Ran:
     """Run a sync body once (see the module docstring for `final`)."""
-    spec = call.spec
-    arguments = _with_input(call)
-    inputs = {k: summarize(v) for k, v in arguments.items()}
-    with bind_names(task=spec.name), track_param_reads() as reads:
-        with span(
-            call.label, spec.span_type, inputs=inputs, attributes=_attributes(call, cache, attempt)
-        ) as sp:
-            started = time.perf_counter()
-            try:
-                args, kwargs = to_args_kwargs(spec.fn, arguments)
-                value = spec.fn(*args, **kwargs)
-            except Exception as exc:
-                raise _failure(call, exc, inputs, sp.attributes, final=final) from exc
-            duration = time.perf_counter() - started
-            sp.set_outputs(value)
-        output = _save_output(call, cache, value)
-    return Ran(value, duration, tuple(sorted(reads)), output)
+    with _Attempt(call, cache, final=final, attempt=attempt) as this:
+        this.returned(call.spec.fn(*this.args, **this.kwargs))
+    return this.ran
 
 
 async def run_async(
     call: Call, cache: TaskCache | None, *, final: bool, attempt: int | None = None
 ) -> Ran:
     """`run` for an `async def` body: the span covers the awaited body."""
-    spec = call.spec
-    arguments = _with_input(call)
-    inputs = {k: summarize(v) for k, v in arguments.items()}
-    with bind_names(task=spec.name), track_param_reads() as reads:
-        with span(
-            call.label, spec.span_type, inputs=inputs, attributes=_attributes(call, cache, attempt)
-        ) as sp:
-            started = time.perf_counter()
+    with _Attempt(call, cache, final=final, attempt=attempt) as this:
+        this.returned(await call.spec.fn(*this.args, **this.kwargs))
+    return this.ran
+
+
+class _Attempt:
+    """Around one call of a body: input loaded, names bound, params read tracked, a span timed;
+    on success the output saved, on failure the error made retryable or final."""
+
+    def __init__(
+        self, call: Call, cache: TaskCache | None, *, final: bool, attempt: int | None
+    ) -> None:
+        self.call = call
+        self.cache = cache
+        self.final = final
+        self.attempt = attempt
+        arguments = _with_input(call)
+        self.inputs = {k: summarize(v) for k, v in arguments.items()}
+        self.args, self.kwargs = to_args_kwargs(call.spec.fn, arguments)
+        self._stack = ExitStack()
+
+    def __enter__(self) -> _Attempt:
+        call, spec = self.call, self.call.spec
+        self._stack.enter_context(bind_names(task=spec.name))
+        self._reads = self._stack.enter_context(track_param_reads())
+        attributes = _attributes(call, self.cache, self.attempt)
+        self._span = self._stack.enter_context(
+            span(call.label, spec.span_type, inputs=self.inputs, attributes=attributes)
+        )
+        self._started = time.perf_counter()
+        return self
+
+    def returned(self, value: Any) -> None:
+        self._value = value
+        self._duration = time.perf_counter() - self._started
+        self._span.set_outputs(value)
+
+    def __exit__(self, kind: Any, exc: Any, tb: Any) -> bool:
+        if isinstance(exc, Exception):
+            failure = _failure(self.call, exc, self.inputs, self._span.attributes, final=self.final)
             try:
-                args, kwargs = to_args_kwargs(spec.fn, arguments)
-                value = await spec.fn(*args, **kwargs)
-            except Exception as exc:
-                raise _failure(call, exc, inputs, sp.attributes, final=final) from exc
-            duration = time.perf_counter() - started
-            sp.set_outputs(value)
-        output = _save_output(call, cache, value)
-    return Ran(value, duration, tuple(sorted(reads)), output)
+                self._stack.__exit__(type(failure), failure, tb)
+            finally:
+                if failure is not exc:
+                    raise failure from exc
+            return False
+        if exc is not None:  # KeyboardInterrupt, cancellation: as it is
+            return bool(self._stack.__exit__(kind, exc, tb))
+        self._stack.__exit__(None, None, None)
+        output = _save_output(self.call, self.cache, self._value)  # names/reads: closed above
+        self.ran = Ran(self._value, self._duration, tuple(sorted(self._reads)), output)
+        return False
 
 
 def _attributes(call: Call, cache: TaskCache | None, attempt: int | None) -> dict[str, Any]:

@@ -141,6 +141,14 @@ class MapRun:
             self.progress.done()
 
 
+def _where(task: LatentTask[Any, Any]) -> tuple[Any, TaskSpec, RunConfig]:
+    """The flow's task runner, the task's spec and the run a map belongs to."""
+    flow_ctx = FlowRunContext.get()
+    run = current_run()
+    assert flow_ctx is not None and flow_ctx.task_runner is not None and run is not None
+    return flow_ctx.task_runner, task.require_spec(), run
+
+
 def map_rows(
     task: LatentTask[Any, Any],
     calls: list[dict[str, Any]],
@@ -149,12 +157,7 @@ def map_rows(
     dependencies: dict[str, Any],
 ) -> PrefectFutureList[Any]:
     """Run a `.map` in batches (see the module docstring); returns one future per row."""
-    flow_ctx = FlowRunContext.get()
-    assert flow_ctx is not None and flow_ctx.task_runner is not None
-    runner = flow_ctx.task_runner
-    spec = task.require_spec()
-    run = current_run()
-    assert run is not None
+    runner, spec, run = _where(task)
     map_run = MapRun(task, len(calls), task.concurrency_for(run.project))
     pending = _answer_from_cache(map_run, calls)
     if not pending:
@@ -533,12 +536,7 @@ def map_task_runs(
     dependencies: dict[str, Any],
 ) -> PrefectFutureList[Any]:
     """The first release's map: a task run per row, throttled, paced on the server."""
-    flow_ctx = FlowRunContext.get()
-    assert flow_ctx is not None and flow_ctx.task_runner is not None
-    runner = flow_ctx.task_runner
-    spec = task.require_spec()
-    run = current_run()
-    assert run is not None
+    runner, spec, run = _where(task)
     limit = task.concurrency_for(run.project)
     in_flight: collections.deque[PrefectFuture[Any]] = collections.deque()
     futures: list[PrefectFuture[Any]] = []
