@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from latent.config._suggest import did_you_mean, listing
+from latent.config.errors import MissingParameterError, MissingParameterKeyError
 from latent.config.run import RunConfig, current_run, record_read, require_run
 
 __all__ = ["Params", "params"]
@@ -63,7 +64,7 @@ class Params:
         record_read(key)
         value = _lookup(run, key)
         if value is _MISSING:
-            raise AttributeError(_missing_message(run, key))
+            raise MissingParameterError(_missing_message(run, key))
         return value
 
     def __getitem__(self, key: str) -> Any:
@@ -71,7 +72,7 @@ class Params:
         record_read(key)
         value = _lookup(run, key)
         if value is _MISSING:
-            raise KeyError(_missing_message(run, key))
+            raise MissingParameterKeyError(_missing_message(run, key))
         return value
 
     def get(self, key: str, default: Any = None) -> Any:

@@ -89,6 +89,19 @@ class ParameterOverrideError(LatentConfigError, ValueError):
     """A run-time override (``key.sub=value``) is malformed or cannot be applied."""
 
 
+class MissingParameterError(LatentConfigError, AttributeError):
+    """``params.name`` for a key the run's parameters do not have (the message names the files
+    searched). A configuration mistake: never retried."""
+
+
+class MissingParameterKeyError(LatentConfigError, KeyError):
+    """``params["name"]`` for a key the run's parameters do not have; see
+    :class:`MissingParameterError`."""
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else ""
+
+
 class DatasetError(LatentConfigError):
     """Loading or saving a dataset failed, or its path is not allowed (escapes the project)."""
 

@@ -295,7 +295,7 @@ class _TaskRun:
         return attempt >= (self.ctx.task.retries or 0) + 1
 
     def failed(self, exc: Exception) -> None:
-        if isinstance(exc, TaskExecutionError):
+        if isinstance(exc, TaskExecutionError) or not _execute.retryable(exc) or self.final():
             if self.shipped is None:
                 account(self.spec.name, "Failed")
             return
