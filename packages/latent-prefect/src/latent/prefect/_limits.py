@@ -84,20 +84,30 @@ class Budget:
 
 
 class Rate:
-    """A rate limit such as "600/minute", enforced over a moving window."""
+    """A rate limit such as "600/minute": at most that many calls in any moving window, and
+    calls spread at least half their average interval apart, so a budget is not spent in one
+    burst at the start of each window (providers count bursts too)."""
 
     _limiter = MovingWindowRateLimiter(MemoryStorage())
 
     def __init__(self, item: RateLimitItem, name: str) -> None:
         self.item = item
         self.name = name
+        self.spacing = item.get_expiry() / item.amount / 2
+        self._next = 0.0
+        self._lock = threading.Lock()
 
     def delay(self) -> float:
         """0 when a call may go now (and counts it), else seconds until one may."""
-        if self._limiter.hit(self.item, self.name):
+        with self._lock:
+            now = time.monotonic()
+            if now < self._next:
+                return self._next - now
+            if not self._limiter.hit(self.item, self.name):
+                stats = self._limiter.get_window_stats(self.item, self.name)
+                return max(0.005, stats.reset_time - time.time())
+            self._next = now + self.spacing
             return 0.0
-        stats = self._limiter.get_window_stats(self.item, self.name)
-        return max(0.005, stats.reset_time - time.time())
 
 
 @dataclass(frozen=True)
@@ -113,16 +123,18 @@ class Limits:
 
     @contextmanager
     def slot(self, waiting: Callable[[int], None] | None = None) -> Iterator[None]:
-        for rate in self.rates:
-            while (pause := rate.delay()) > 0:
-                _note(waiting, 1)
-                time.sleep(pause)
-                _note(waiting, -1)
+        # the concurrency slot first, the rate token last: the token's time is then the time
+        # the call goes out (taken earlier, a queue behind the slots would bunch the calls)
         taken = []
         try:
             for budget in self.budgets:
                 budget.acquire()
                 taken.append(budget)
+            for rate in self.rates:
+                while (pause := rate.delay()) > 0:
+                    _note(waiting, 1)
+                    time.sleep(pause)
+                    _note(waiting, -1)
             yield
         finally:
             for budget in reversed(taken):
@@ -130,16 +142,16 @@ class Limits:
 
     @asynccontextmanager
     async def aslot(self, waiting: Callable[[int], None] | None = None) -> AsyncIterator[None]:
-        for rate in self.rates:
-            while (pause := rate.delay()) > 0:
-                _note(waiting, 1)
-                await asyncio.sleep(pause)
-                _note(waiting, -1)
         taken = []
         try:
             for budget in self.budgets:
                 await budget.acquire_async()
                 taken.append(budget)
+            for rate in self.rates:
+                while (pause := rate.delay()) > 0:
+                    _note(waiting, 1)
+                    await asyncio.sleep(pause)
+                    _note(waiting, -1)
             yield
         finally:
             for budget in reversed(taken):
