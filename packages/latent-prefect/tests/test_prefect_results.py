@@ -309,3 +309,32 @@ def test_task_spans_tell_rows_apart_and_cached_rows_show(
     cached = spans(second)
     assert {"ask[0] 1", "ask[1] 2", "ask[2] 3", "collect"} <= set(cached)
     assert all(cached[name].attributes["latent.cache"] == "hit" for name in ("ask[2] 3", "collect"))
+
+
+def test_artifact_location_in_latent_toml_moves_the_artifacts(project: ProjectDir) -> None:
+    from mlflow import MlflowClient
+
+    from latent.config import Project
+
+    project.write(
+        "config/latent.toml",
+        'environment = "dev"\n\n[mlflow]\nartifact_location = "tracking/artifacts"\n',
+    )
+    project.flow(
+        "tabled",
+        """
+from latent.prefect import flow, log_table
+
+@flow("tabled")
+def tabled():
+    log_table([{"a": 1}, {"a": 2}], "rows")
+    return {"total": 3.0}
+""",
+    )
+    project.load("tabled")()
+    client = MlflowClient(tracking_uri=Project.discover().tracking_uri)
+    experiment = client.get_experiment_by_name("tabled")
+    assert experiment is not None
+    location = Path(experiment.artifact_location.removeprefix("file://"))
+    assert location.is_relative_to(project.root / "tracking" / "artifacts")
+    assert list((project.root / "tracking" / "artifacts").rglob("rows.json"))

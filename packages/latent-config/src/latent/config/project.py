@@ -112,6 +112,14 @@ class Project:
             or f"sqlite:///{self.latent_dir}/mlflow.db"
         )
 
+    @property
+    def artifact_location(self) -> str | None:
+        """``[mlflow] artifact_location`` resolved: a URL as it is, a path under the root."""
+        configured = self.settings.mlflow.artifact_location
+        if configured is None or _storage.is_url(configured):
+            return configured
+        return str(self._local(configured))
+
     def _local(self, path: str) -> Path:
         candidate = Path(path).expanduser()
         return candidate if candidate.is_absolute() else self.root / candidate

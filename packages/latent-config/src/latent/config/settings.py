@@ -91,11 +91,14 @@ class CacheSettings(_Section):
 
 
 class MlflowSettings(_Section):
-    """``[mlflow]``: tracking on/off, tracking URI and an experiment-name prefix."""
+    """``[mlflow]``: tracking on/off, tracking URI, an experiment-name prefix, and where new
+    experiments keep artifacts (a path relative to the project, or an fsspec/MLflow URL;
+    default: ``artifacts/`` beside the local SQLite store, under ``.latent/``)."""
 
     enabled: bool = True
     tracking_uri: str | None = None
     experiment_prefix: str = ""
+    artifact_location: str | None = None
 
 
 class ObserveSettings(_Section):

@@ -111,6 +111,7 @@ def prepare(project: Project) -> Project:
             tracking_uri=project.tracking_uri,
             experiment_prefix=settings.mlflow.experiment_prefix,
             environment=settings.environment,
+            artifact_location=project.artifact_location,
         )
         configure_redaction(patterns=settings.observe.secret_patterns)
         set_logger_provider(_prefect_run_logger)
