@@ -198,6 +198,7 @@ def _run_one(
             err.print(
                 f"[red]Flow '{name}' failed:[/red] {type(exc).__name__}: {escape(str(exc))}",
                 highlight=False,
+                soft_wrap=True,  # an error is read and copied whole: never cut into lines
             )
             raise typer.Exit(EXIT_FAILED) from None
     _print_summary(name, summary, elapsed, failed=False)
