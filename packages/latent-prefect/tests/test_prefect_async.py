@@ -155,3 +155,40 @@ def texts():
     project.flow("texts", sync.replace("def upper", "async def upper"))
     assert project.load("texts")() == ["A", "B"]
     assert project.calls() == ["upper", "upper"]
+
+
+def test_mlflow_log_metric_in_an_async_task_lands_in_the_flows_run(project: ProjectDir) -> None:
+    from mlflow import MlflowClient
+
+    from latent.config import Project
+
+    project.write("config/latent.toml", 'environment = "dev"\n')
+    project.flow(
+        "scored",
+        """
+import asyncio
+import mlflow
+from latent.prefect import flow, log_metric, task
+
+@task("score", cache=False)
+async def score(x: float) -> float:
+    await asyncio.sleep(0)
+    mlflow.log_metric("plain_score", x)
+    log_metric("latent_score", x * 2)
+    return x
+
+@flow("scored")
+async def scored() -> float:
+    return sum(await asyncio.gather(score(0.25), score(0.5)))
+""",
+    )
+    assert asyncio.run(project.load("scored")()) == 0.75
+    client = MlflowClient(tracking_uri=Project.discover().tracking_uri)
+    experiment = client.get_experiment_by_name("scored")
+    assert experiment is not None
+    (run,) = client.search_runs([experiment.experiment_id])
+    plain = sorted(m.value for m in client.get_metric_history(run.info.run_id, "plain_score"))
+    assert plain == [0.25, 0.5]
+    assert run.data.metrics["latent_score"] in (0.5, 1.0)
+    default = client.get_experiment_by_name("Default")
+    assert default is None or client.search_runs([default.experiment_id]) == []
