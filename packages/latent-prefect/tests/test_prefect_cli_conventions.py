@@ -74,7 +74,8 @@ def test_help_documents_the_exit_codes() -> None:
     assert result.exit_code == 0
     text = " ".join(result.output.split())
     assert "Exit codes:" in text
-    assert "0 success" in text and "1 a flow failed" in text and "2 usage or project error" in text
+    assert "0 success" in text and "1 the command ran and failed" in text
+    assert "configuration is invalid" in text and "2 the command line is wrong" in text
 
 
 def test_version_names_every_component() -> None:

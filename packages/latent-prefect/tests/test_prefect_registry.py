@@ -121,7 +121,7 @@ def test_latent_registry_names_a_broken_registry_file(project: ProjectDir) -> No
     _project(project)
     project.write(".latent/registry.json", "{not json")
     result = runner.invoke(app, ["registry"])
-    assert result.exit_code == 2
+    assert result.exit_code == 1
     assert "is not valid JSON" in " ".join(result.output.split())
     assert "delete it" in result.output
 

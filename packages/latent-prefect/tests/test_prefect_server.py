@@ -131,7 +131,7 @@ def test_invalid_config_exits_before_starting_any_server(
     project.write("flows/hello/flow.py", flow_code)
     project.write("flows/hello/parameters.yaml", parameters)
     result = managed.latent(project, "run", "hello")
-    assert result.returncode == 2, result.stdout
+    assert result.returncode == 1, result.stdout  # a configuration error, not a usage one
     assert result.stdout.count(named) == 1, result.stdout  # said once
     assert "Traceback" not in result.stdout
     assert not (managed.state / "server.json").exists()

@@ -146,7 +146,7 @@ def test_a_bad_override_is_reported_before_prefect_starts(project: ProjectDir) -
     project.flow("typed", TYPED_FLOW, parameters={"size": 3})
     started = time.perf_counter()
     result = project.latent("run", "typed", "-p", "size=lots", check=False)
-    assert result.returncode == 2, result.stdout + result.stderr
+    assert result.returncode == 1, result.stdout + result.stderr
     assert result.stderr.count("Configuration validation failed for flow 'typed'") == 1
     assert "size" in result.stderr and "Traceback" not in result.stderr
     assert "latent run typed" not in result.stdout  # the flow never started

@@ -20,7 +20,8 @@ from rich.console import Console
 if TYPE_CHECKING:
     from latent.config import Project
 
-#: Exit codes of every `latent` command (shown by `latent --help` and in the docs).
+#: Exit codes of every `latent` command (shown by `latent --help` and in the docs). The rule: 2
+#: means "fix what you typed", 1 means "fix the project or its code" (or a run failed).
 EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_USAGE = 2
@@ -28,11 +29,13 @@ EXIT_USAGE = 2
 EXIT_CODES = (
     "Exit codes:\n"
     f"{EXIT_OK} success (also `latent` alone, --help and --version).\n"
-    f"{EXIT_FAILED} a flow failed, a confirmation was declined, the command was interrupted, "
-    "or there is nothing to show yet.\n"
-    f"{EXIT_USAGE} usage or project error: a bad option, no project found, an unknown flow, "
-    "invalid parameters or latent.toml, or a destructive command without --yes when standard "
-    "input is not a terminal.\n"
+    f"{EXIT_FAILED} the command ran and failed: a flow failed; the project's configuration is "
+    "invalid (latent.toml, parameters, typed config, catalog: the message names the file); a flow "
+    "file failed to import; the Prefect server could not be started or reached; a confirmation "
+    "was declined; there is nothing to show yet.\n"
+    f"{EXIT_USAGE} the command line is wrong: a bad option or argument, a malformed --param or "
+    "one no flow accepts, an unknown flow name, no project found here, or a destructive command "
+    "without --yes when standard input is not a terminal.\n"
     "130 / 143 `latent run` was interrupted by Ctrl-C / SIGTERM (finished tasks stay cached)."
 )
 
@@ -97,7 +100,8 @@ def _main(
 
 
 def project_or_exit() -> Project:
-    """The project the command runs in, or exit 2 saying where we looked and how to fix it."""
+    """The project the command runs in; exit 2 outside one (saying where we looked and how to
+    fix it), 1 when its latent.toml is invalid."""
     from latent.config import LatentConfigError, Project, find_project_root
 
     cwd = Path.cwd()
@@ -115,7 +119,7 @@ def project_or_exit() -> Project:
         return Project.discover()
     except LatentConfigError as exc:
         err.print(f"[red]error:[/red] {exc}", highlight=False)
-        raise typer.Exit(EXIT_USAGE) from None
+        raise typer.Exit(EXIT_FAILED) from None
 
 
 def confirm_or_exit(question: str, *, yes: bool) -> None:

@@ -7,7 +7,15 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from latent.prefect.cli._app import app, console, err, new_app, project_or_exit
+from latent.prefect.cli._app import (
+    EXIT_FAILED,
+    EXIT_USAGE,
+    app,
+    console,
+    err,
+    new_app,
+    project_or_exit,
+)
 
 
 @app.command("flows")
@@ -63,12 +71,12 @@ def registry(
     path = registry_file(project)
     if not path.exists():
         err.print(f"No registry at {path} yet: run a flow first (latent run <flow>).")
-        raise typer.Exit(1)
+        raise typer.Exit(EXIT_FAILED)
     try:
         TaskRegistry.load(path)
     except RegistryFileError as exc:  # it names the file; the next run rebuilds it
         err.print(f"[red]error:[/red] {exc}")
-        raise typer.Exit(2) from None
+        raise typer.Exit(EXIT_FAILED) from None
     if format == "ascii":
         typer.echo(TaskRegistry.render_ascii(emoji=emoji))
     elif format == "mermaid":
@@ -77,7 +85,7 @@ def registry(
         typer.echo(TaskRegistry.to_dot())
     else:
         err.print(f"Unknown format '{format}': use ascii, mermaid or dot.")
-        raise typer.Exit(2)
+        raise typer.Exit(EXIT_USAGE)
 
 
 @new_app.command("flow")
@@ -90,7 +98,7 @@ def new_flow(name: Annotated[str, typer.Argument(help="Flow name (a Python ident
         created = _scaffold.new_flow(project.root, name)
     except ValueError as exc:
         err.print(f"[red]error:[/red] {exc}")
-        raise typer.Exit(2) from None
+        raise typer.Exit(EXIT_USAGE) from None
     for path in created:
         console.print(f"created {path.relative_to(project.root)}")
     console.print(f"Run it with: latent run {name}")

@@ -111,15 +111,16 @@ def run(
 def _prepare(
     names: list[str], overrides: list[str], show_traceback: bool
 ) -> tuple[Project, list[tuple[str, LatentFlow[Any, Any]]], dict[str, dict[str, Any]]]:
-    """Every check a run needs, then the server; exits 2 on the user's mistake (1 when the
-    server cannot start or a flow file fails to import)."""
+    """Every check a run needs, then the server. Exits 2 on a mistake in the command line (an
+    unknown flow, a bad --param), 1 on one in the project (configuration, a flow file that fails
+    to import) or when the server cannot start."""
     from latent.config import LatentConfigError
 
     project = project_or_exit()
     try:
         paths = [flow_file(project, name) for name in names]
     except FlowImportError as exc:
-        _fail(exc, show_traceback)
+        _fail(exc, show_traceback, code=EXIT_USAGE)
     try:  # what needs no Prefect: parameter files and catalogs of every flow
         for name in names:
             project.parameters(name)
@@ -145,12 +146,12 @@ def _prepare(
             for _, flow_obj in loaded:
                 check_flow(flow_obj, project)
     except LatentConfigError as exc:
-        _fail(exc, show_traceback)
+        _fail(exc, show_traceback, code=_config_exit_code(exc))
     try:
         choose_server(project)
         check_reachable()
     except PrefectServerError as exc:
-        _fail(exc, show_traceback, code=EXIT_FAILED)
+        _fail(exc, show_traceback)
     return project, loaded, scoped
 
 
@@ -205,7 +206,14 @@ def _run_one(
     _print_flow_run(ui_url_of_flow_run(state.state_details.flow_run_id))
 
 
-def _fail(exc: BaseException, show_traceback: bool, code: int = EXIT_USAGE) -> Any:
+def _config_exit_code(exc: BaseException) -> int:
+    """2 for a malformed `--param` or one no flow accepts (the command line), 1 for the rest."""
+    from latent.config import ParameterOverrideError
+
+    return EXIT_USAGE if isinstance(exc, ParameterOverrideError) else EXIT_FAILED
+
+
+def _fail(exc: BaseException, show_traceback: bool, code: int = EXIT_FAILED) -> Any:
     """Print a user mistake once (the traceback only when asked) and exit."""
     if show_traceback:
         err.print(_traceback_text(exc), highlight=False, markup=False)
