@@ -178,3 +178,43 @@ def test_concurrent_registration_keeps_every_task_once() -> None:
     tasks = TaskRegistry.to_dict()["flows"]["mapped"]["tasks"]
     assert [task["name"] for task in tasks] == [f"t{i}" for i in range(50)]
     assert all(sorted(task["inputs"]) == ["in0", "in1", "in2"] for task in tasks)
+
+
+def test_runs_on_two_threads_register_apart_and_publish_when_they_end() -> None:
+    """`TaskRegistry.run()`: what a run registers is its own until it ends (issue 10.5)."""
+    both_registered = threading.Barrier(2, timeout=30)
+    seen: dict[str, dict[str, object]] = {}
+
+    def run(flow: str, task: str) -> None:
+        with TaskRegistry.run():
+            TaskRegistry.start_flow(flow)
+            TaskRegistry.register_task(flow, task)
+            both_registered.wait()
+            seen[task] = TaskRegistry.to_dict()["flows"]
+
+    threads = [
+        threading.Thread(target=run, args=args) for args in (("same", "one"), ("same", "two"))
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert [t["name"] for t in seen["one"]["same"]["tasks"]] == ["one"]  # type: ignore[index]
+    assert [t["name"] for t in seen["two"]["same"]["tasks"]] == ["two"]  # type: ignore[index]
+    # afterwards the process-wide registry holds the run that ended last
+    tasks = [t["name"] for t in TaskRegistry.to_dict()["flows"]["same"]["tasks"]]
+    assert tasks in (["one"], ["two"])
+
+
+def test_a_run_replaces_its_flow_and_its_old_subflows_in_the_process_registry() -> None:
+    TaskRegistry.start_flow("parent")
+    TaskRegistry.register_task("parent", "old")
+    TaskRegistry.start_flow("child", parent="parent")
+    TaskRegistry.register_flow("elsewhere")
+    with TaskRegistry.run():
+        TaskRegistry.start_flow("parent")
+        TaskRegistry.register_task("parent", "new")
+        assert set(TaskRegistry.to_dict()["flows"]) == {"parent"}
+    flows = TaskRegistry.to_dict()["flows"]
+    assert list(flows) == ["elsewhere", "parent"]  # the child it no longer runs is gone
+    assert [t["name"] for t in flows["parent"]["tasks"]] == ["new"]

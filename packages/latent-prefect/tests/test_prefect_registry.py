@@ -9,7 +9,9 @@ import re
 import shutil
 import subprocess
 import sys
+import threading
 from pathlib import Path
+from typing import Any
 
 import pytest
 from project_dir import ProjectDir, child_env
@@ -182,3 +184,125 @@ def test_the_example_pipeline_picture_joins_both_flows_by_answer_scored(
         ("metrics", "-->", "metrics.summary"),  # a dict built in the flow's body
         ("accuracy_by_group", "-->", "by_category"),
     }
+
+
+# The second task marks that it was called (so registered), then waits in its body for the other
+# run (polled with a bound, no sleeping on a guess): both runs are mid-flow at once.
+CONCURRENT = """
+import time
+from pathlib import Path
+from latent.prefect import flow, task
+
+def _until(check):
+    deadline = time.monotonic() + 60
+    while not check():
+        if time.monotonic() > deadline:
+            raise TimeoutError("the other run never got there")
+        time.sleep(0.02)
+
+def _text(path):
+    return Path(path).read_text() if Path(path).exists() else ""
+
+@task("{first}")
+def first():
+    return 1
+
+@task("{second}")
+def second(x):
+    Path({mark!r}).touch()
+    _until(lambda: {until})
+    return x
+
+@flow("{flow}")
+def {flow}():
+    return second(first())
+"""
+
+
+def _saved(project: ProjectDir) -> dict[str, list[str]]:
+    import json
+
+    flows = json.loads((project.root / ".latent/registry.json").read_text())["flows"]
+    return {name: [t["name"] for t in entry["tasks"]] for name, entry in flows.items()}
+
+
+def _run_on_threads(*calls: Any) -> None:
+    errors: list[BaseException] = []
+
+    def run(call: Any) -> None:
+        try:
+            call()
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run, args=(call,)) for call in calls]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=180)
+    assert not errors, errors
+
+
+def test_two_projects_running_at_once_on_threads_keep_their_own_registry(
+    project: ProjectDir, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One flow name in two projects, both mid-run at once: neither project's registry holds the
+    other's tasks (issue 10.5: the registry was one class-level dict for the whole process)."""
+    from latent.config import Project
+    from latent.prefect.cli import load_flow
+
+    other = ProjectDir(project.root.parent / "other")
+    shutil.copytree(project.root, other.root)
+    monkeypatch.chdir(project.root.parent)  # each flow finds its project from its file
+    a, b = project.root / "a.called", other.root / "b.called"
+    for proj, tasks, mark, theirs in ((project, "ab", a, b), (other, "cd", b, a)):
+        proj.flow(
+            "pipeline",
+            CONCURRENT.format(
+                flow="pipeline",
+                first=f"{tasks[0]}_first",
+                second=f"{tasks[1]}_second",
+                mark=str(mark),
+                until=f"Path({str(theirs)!r}).exists()",
+            ),
+        )
+    flows = [load_flow(Project(p.root), "pipeline") for p in (project, other)]
+    _run_on_threads(*flows)
+    assert _saved(project) == {"pipeline": ["a_first", "b_second"]}
+    assert _saved(other) == {"pipeline": ["c_first", "d_second"]}
+
+
+def test_two_flows_of_one_project_running_at_once_both_land_whole_in_its_registry(
+    project: ProjectDir,
+) -> None:
+    """`right` is mid-run when `left` saves the project's registry: `right` keeps its tasks."""
+    from latent.config import Project
+    from latent.prefect.cli import load_flow
+
+    saved = project.root / ".latent/registry.json"
+    right_called = project.root / "right.called"
+    project.flow(
+        "left",
+        CONCURRENT.format(
+            flow="left",
+            first="l_first",
+            second="l_second",
+            mark=str(project.root / "left.called"),
+            until=f"Path({str(right_called)!r}).exists()",
+        ),
+    )
+    project.flow(
+        "right",
+        CONCURRENT.format(
+            flow="right",
+            first="r_first",
+            second="r_second",
+            mark=str(right_called),
+            until=f"'l_second' in _text({str(saved)!r})",
+        ),
+    )
+    root = Project(project.root)
+    _run_on_threads(load_flow(root, "left"), load_flow(root, "right"))
+    assert _saved(project) == {"left": ["l_first", "l_second"], "right": ["r_first", "r_second"]}
+    # the process-wide registry that `print_ascii()` draws after the runs has both too
+    assert {"left", "right"} <= set(TaskRegistry.to_dict()["flows"])

@@ -1,7 +1,10 @@
-"""`TaskRegistry`: the process-wide record of flows, their tasks and their datasets.
+"""`TaskRegistry`: the record of flows, their tasks and their datasets, per run and per process.
 
 A run replaces its flow's part (`start_flow`), so a removed task or dataset disappears from the
 picture at the next run; `save_flows` writes just those parts into the project's saved registry.
+A run registers inside `TaskRegistry.run()`: its own registry (a context variable, so two runs on
+threads or coroutines of one process, of one project or two, never see each other's), published
+to the process-wide one when the run ends, which is what `print_ascii()` after a run draws.
 Drawing in a process that registered nothing reads the saved registry, found through the
 ``latent.registry`` entry point ``saved_registry`` (latent-prefect provides it: latent-observe
 does not know where a project keeps its files).
@@ -17,9 +20,10 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextvars import ContextVar
 from importlib.metadata import entry_points
 from pathlib import Path
-from typing import Any, ClassVar, TextIO
+from typing import Any, TextIO
 
 from latent.registry._render import render_ascii, render_dot, render_mermaid
 from latent.registry.errors import RegistryFileError
@@ -34,17 +38,53 @@ def _union(existing: list[str], new: Iterable[str]) -> None:
             existing.append(name)
 
 
+class _Contents:
+    """One registry's flows (by name, in registration order) under its own lock."""
+
+    def __init__(self) -> None:
+        self.flows: dict[str, dict[str, Any]] = {}
+        self.lock = threading.RLock()
+        self.started: list[str] = []  # flows whose part a run rebuilt here (`start_flow`)
+
+
+_PROCESS = _Contents()
+_RUN: ContextVar[_Contents | None] = ContextVar("latent_task_registry_run", default=None)
+
+
+def _active() -> _Contents:
+    """The registry of the run around the caller, else the process-wide one."""
+    return _RUN.get() or _PROCESS
+
+
 class TaskRegistry:
     """Flows, their tasks in first-call order, and each task's input/output datasets.
 
-    Class-level and thread-safe: every flow and task in the process registers here (latent-prefect
-    does it on each call; registering again is a no-op that only adds new datasets). Snapshot with
-    `to_dict()` / `save()` so a later process can `load()` and draw the pipeline. Besides
-    datasets, a flow records data edges: one task's output passed to another as an argument.
+    Thread-safe class methods on the registry of the current run (`run()`), or outside any run on
+    the process-wide one (latent-prefect registers on each call; registering again is a no-op
+    that only adds new datasets). Snapshot with `to_dict()` / `save()` so a later process can
+    `load()` and draw the pipeline. Besides datasets, a flow records data edges: one task's
+    output passed to another as an argument.
     """
 
-    _flows: ClassVar[dict[str, dict[str, Any]]] = {}
-    _lock: ClassVar[threading.RLock] = threading.RLock()
+    @classmethod
+    @contextlib.contextmanager
+    def run(cls) -> Iterator[None]:
+        """Register into a registry of one run for the duration (threads and coroutines it
+        starts inherit it); at the end, the flows it rebuilt replace theirs in the process-wide
+        registry, and the flows it loaded (`save_flows`) fill what the process does not have.
+
+        Nested inside another run's scope it is that run's (a subflow is part of its parent).
+        """
+        if _RUN.get() is not None:
+            yield
+            return
+        mine = _Contents()
+        token = _RUN.set(mine)
+        try:
+            yield
+        finally:
+            _RUN.reset(token)
+            _publish(mine)
 
     @classmethod
     def register_flow(
@@ -56,8 +96,9 @@ class TaskRegistry:
         parent: str | None = None,
     ) -> None:
         """Record a flow (idempotent): its catalog inputs/outputs and, for a subflow, its parent."""
-        with cls._lock:
-            entry = cls._flow(flow)
+        registry = _active()
+        with registry.lock:
+            entry = _flow_entry(registry, flow)
             _union(entry["inputs"], inputs)
             _union(entry["outputs"], outputs)
             if parent is not None and parent != flow:
@@ -78,16 +119,11 @@ class TaskRegistry:
         what the picture shows is what the latest run did. (A subflow called twice in one run
         registers the same tasks again.)
         """
-        with cls._lock:
-            dropped = [flow]
-            for name in dropped:  # the flow, then the subflows it ran last time, and theirs
-                dropped.extend(
-                    child
-                    for child, entry in cls._flows.items()
-                    if entry.get("parent") == name and child not in dropped
-                )
-            for name in dropped:
-                cls._flows.pop(name, None)
+        registry = _active()
+        with registry.lock:
+            _drop_with_subflows(registry, flow)
+            if flow not in registry.started:
+                registry.started.append(flow)
             cls.register_flow(flow, inputs=inputs, outputs=outputs, parent=parent)
 
     @classmethod
@@ -99,8 +135,9 @@ class TaskRegistry:
         """
         if from_task == to_task:
             return
-        with cls._lock:
-            entry = cls._flow(flow)
+        registry = _active()
+        with registry.lock:
+            entry = _flow_entry(registry, flow)
             for task in (from_task, to_task):
                 cls.register_task(flow, task)
             if [from_task, to_task] not in entry["edges"]:
@@ -111,27 +148,15 @@ class TaskRegistry:
         cls, flow: str, task: str, *, inputs: Sequence[str] = (), outputs: Sequence[str] = ()
     ) -> None:
         """Record a task of `flow` in first-call order (idempotent; new datasets are added)."""
-        with cls._lock:
-            tasks = cls._flow(flow)["tasks"]
+        registry = _active()
+        with registry.lock:
+            tasks = _flow_entry(registry, flow)["tasks"]
             entry = next((item for item in tasks if item["name"] == task), None)
             if entry is None:
                 entry = {"name": task, "inputs": [], "outputs": []}
                 tasks.append(entry)
             _union(entry["inputs"], inputs)
             _union(entry["outputs"], outputs)
-
-    @classmethod
-    def _flow(cls, flow: str) -> dict[str, Any]:
-        entry = cls._flows.get(flow)
-        if entry is None:
-            entry = cls._flows[flow] = {
-                "inputs": [],
-                "outputs": [],
-                "parent": None,
-                "tasks": [],
-                "edges": [],
-            }
-        return entry
 
     # -- drawings --------------------------------------------------------------------------------
 
@@ -172,22 +197,24 @@ class TaskRegistry:
     def to_dict(cls) -> dict[str, Any]:
         """A JSON-able deep copy: ``{"version": 1, "flows": {name: {inputs, outputs, parent,
         tasks: [{name, inputs, outputs}], edges: [[from_task, to_task]]}}}``."""
-        with cls._lock:
-            return {"version": FORMAT_VERSION, "flows": json.loads(json.dumps(cls._flows))}
+        registry = _active()
+        with registry.lock:
+            return {"version": FORMAT_VERSION, "flows": json.loads(json.dumps(registry.flows))}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> None:
         """Replace the registry's contents with a `to_dict()` snapshot."""
         flows = _validated_flows(data, source="from_dict()")
-        with cls._lock:
-            cls._flows.clear()
+        registry = _active()
+        with registry.lock:
+            registry.flows.clear()
             cls._merge(flows)
 
     @classmethod
     def merge_dict(cls, data: dict[str, Any]) -> None:
         """Add a snapshot's flows, tasks and datasets to what is registered (union, order kept)."""
         flows = _validated_flows(data, source="merge_dict()")
-        with cls._lock:
+        with _active().lock:
             cls._merge(flows)
 
     @classmethod
@@ -226,7 +253,8 @@ class TaskRegistry:
         """
         target = Path(path)
         target.parent.mkdir(parents=True, exist_ok=True)
-        with _exclusive(target), cls._lock:  # two runs saving at once must not lose a flow
+        registry = _active()
+        with _exclusive(target), registry.lock:  # two runs saving at once must not lose a flow
             try:
                 saved = _read_flows(target) if target.is_file() else {}
             except RegistryFileError:
@@ -236,7 +264,7 @@ class TaskRegistry:
                 if name in mine:
                     saved.pop(name, None)  # a re-run flow moves to the end: latest last
                     saved[name] = mine[name]
-            cls._flows.clear()
+            registry.flows.clear()
             cls._merge(saved)
             _write_json(target, cls.to_dict())
 
@@ -244,15 +272,61 @@ class TaskRegistry:
     def load(cls, path: str | os.PathLike[str]) -> None:
         """Replace the registry's contents with a file written by `save()`."""
         flows = _read_flows(Path(path))
-        with cls._lock:
-            cls._flows.clear()
+        registry = _active()
+        with registry.lock:
+            registry.flows.clear()
             cls._merge(flows)
 
     @classmethod
     def clear(cls) -> None:
         """Forget every flow and task (tests, or before loading another project's registry)."""
-        with cls._lock:
-            cls._flows.clear()
+        registry = _active()
+        with registry.lock:
+            registry.flows.clear()
+            registry.started.clear()
+
+
+def _flow_entry(registry: _Contents, flow: str) -> dict[str, Any]:
+    entry = registry.flows.get(flow)
+    if entry is None:
+        entry = registry.flows[flow] = {
+            "inputs": [],
+            "outputs": [],
+            "parent": None,
+            "tasks": [],
+            "edges": [],
+        }
+    return entry
+
+
+def _drop_with_subflows(registry: _Contents, flow: str) -> None:
+    """Forget `flow`, then the subflows it ran last time, and theirs."""
+    dropped = [flow]
+    for name in dropped:
+        dropped.extend(
+            child
+            for child, entry in registry.flows.items()
+            if entry.get("parent") == name and child not in dropped
+        )
+    for name in dropped:
+        registry.flows.pop(name, None)
+
+
+def _publish(run: _Contents) -> None:
+    """Hand a finished run's registry to the process-wide one (see `TaskRegistry.run`)."""
+    with run.lock:
+        flows = json.loads(json.dumps(run.flows))
+        rebuilt = set(run.started)
+    with _PROCESS.lock:
+        for name in run.started:
+            if flows.get(name, {}).get("parent") is None:
+                _drop_with_subflows(_PROCESS, name)  # the latest run of a flow moves to the end
+        for name, entry in flows.items():
+            if name in rebuilt:
+                _PROCESS.flows.pop(name, None)
+                _PROCESS.flows[name] = entry
+            else:
+                _PROCESS.flows.setdefault(name, entry)
 
 
 @contextlib.contextmanager

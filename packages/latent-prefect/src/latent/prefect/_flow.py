@@ -138,6 +138,7 @@ class _FlowCall:
         self.args = args
         self.kwargs = kwargs
         self._stack = ExitStack()
+        self._registry = ExitStack()  # a top-level run's own registry, open until it is saved
 
     def __enter__(self) -> _FlowCall:
         spec = self.spec
@@ -145,6 +146,7 @@ class _FlowCall:
         self.outer = outer
         self.project = project = outer.project if outer else _runtime.project_for(spec.fn)
         self.run = run = _make_run(spec, project, nested=outer is not None)
+        self._registry.enter_context(TaskRegistry.run())  # a subflow's is its parent's
         TaskRegistry.start_flow(
             spec.name,
             inputs=list(spec.input),
@@ -170,6 +172,7 @@ class _FlowCall:
             _load_inputs(spec, run, self.bound)
         except BaseException:
             stack.__exit__(*sys.exc_info())
+            self._registry.close()
             raise
         return self
 
@@ -183,9 +186,10 @@ class _FlowCall:
         return result
 
     def __exit__(self, *exc: Any) -> None:
-        self._stack.__exit__(*exc)
-        if self.outer is None and exc[0] is None:
-            _save_registry(self.project, self.spec.name)
+        with self._registry:
+            self._stack.__exit__(*exc)
+            if self.outer is None and exc[0] is None:
+                _save_registry(self.project, self.spec.name)
 
 
 def _run_tags(spec: FlowSpec) -> dict[str, str]:
