@@ -32,11 +32,10 @@ def _clean_environment(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     monkeypatch.delenv("LATENT_ENVIRONMENT", raising=False)
     monkeypatch.setattr(_environment, "_configured_environment", None)
     monkeypatch.setattr(_environment, "_configured_directory", None)
+    monkeypatch.delenv("LATENT_PROJECT_ROOT", raising=False)
     _environment._found.clear()
-    _environment._directories.clear()
     yield
     _environment._found.clear()
-    _environment._directories.clear()
 
 
 @pytest.fixture

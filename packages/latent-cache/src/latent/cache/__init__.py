@@ -15,6 +15,7 @@ from latent.cache.checkpoint import (
 from latent.cache.errors import (
     CacheEntryWarning,
     CacheWriteError,
+    SettingsError,
     SettingsFileError,
     UncacheableValueError,
     UnhashableError,
@@ -39,6 +40,7 @@ __all__ = [
     "CacheEntryWarning",
     "CacheStore",
     "CacheWriteError",
+    "SettingsError",
     "SettingsFileError",
     "UncacheableValueError",
     "UnhashableError",

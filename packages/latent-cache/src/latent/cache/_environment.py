@@ -1,10 +1,17 @@
 """Which environment this process runs in, and where its project's checkpoints live.
 
-Order: :func:`configure_checkpoints` (latent-prefect calls it at flow start), else the
-``LATENT_ENVIRONMENT`` variable, else ``environment`` in ``config/latent.toml`` found from the
-current directory upwards, else production. Read on every checkpointed call (cheaply: the file
+Order: :func:`checkpoints_for` (latent-prefect, per flow run), else :func:`configure_checkpoints`,
+else what the project says: the ``LATENT_ENVIRONMENT`` variable, else ``environment`` in
+``config/latent.toml``, else production. Read on every checkpointed call (cheaply: the file
 search is cached per directory, the file is re-parsed only when its mtime changes), so a
 decision made after the decorated function was defined still applies.
+
+Used alone, latent-cache reads the project's settings itself, with latent-config's rules (it
+cannot import latent-config; ``tests/test_settings_agree.py`` holds the two to the same answers):
+the project is ``LATENT_PROJECT_ROOT``, else the nearest ancestor of the working directory with
+``config/latent.toml``, else the working directory; ``LATENT_ENVIRONMENT`` and ``environment``
+are dev, development or production in any case (an empty variable is unset, anything else an
+error naming it); checkpoints live in ``<[paths] latent_dir>/cache`` (``.latent/cache``).
 """
 
 from __future__ import annotations
@@ -14,10 +21,12 @@ import os
 import threading
 import tomllib
 from pathlib import Path
+from typing import Any
 
-from latent.cache.errors import SettingsFileError
+from latent.cache.errors import SettingsError, SettingsFileError
 
 DEV_ENVIRONMENTS = frozenset({"dev", "development"})
+ENVIRONMENTS = ("dev", "development", "production")
 SETTINGS_FILE = Path("config") / "latent.toml"
 
 # Per flow run (context variable) before per process: (environment, directory).
@@ -26,10 +35,9 @@ _scoped: contextvars.ContextVar[tuple[str | None, str | None]] = contextvars.Con
 )
 _configured_environment: str | None = None
 _configured_directory: str | None = None
-# cwd -> the settings file found from it (or None); file path -> (mtime_ns, environment)
-_found: dict[str, str | None] = {}
-_parsed: dict[str, tuple[int, str | None]] = {}
-_directories: dict[str, str] = {}  # cwd -> default checkpoint directory
+# (cwd, LATENT_PROJECT_ROOT) -> (project root, its settings file or None)
+_found: dict[tuple[str, str], tuple[str, str | None]] = {}
+_parsed: dict[str, tuple[int, dict[str, Any]]] = {}  # file -> (mtime_ns, its TOML)
 _lock = threading.Lock()
 
 
@@ -61,52 +69,76 @@ def environment() -> str:
         return scoped
     if _configured_environment is not None:
         return _configured_environment
-    env = os.environ.get("LATENT_ENVIRONMENT")
-    if env:
+    env = environment_variable()
+    if env is not None:
         return env
-    settings = _settings_file()
+    _, settings = _project()
     if settings is not None:
         value = _environment_in(settings)
-        if value:
+        if value is not None:
             return value
     return "production"
 
 
+def environment_variable() -> str | None:
+    """``LATENT_ENVIRONMENT`` lower-cased; None when unset or empty; else SettingsError."""
+    raw = os.environ.get("LATENT_ENVIRONMENT")
+    if raw is None or not raw.strip():
+        return None
+    value = raw.strip().lower()
+    if value not in ENVIRONMENTS:
+        raise SettingsError(
+            f"LATENT_ENVIRONMENT={raw!r} is not one of 'dev', 'development', 'production'. "
+            "Set it to one of these or unset it."
+        )
+    return value
+
+
 def checkpoint_directory() -> str:
-    """Configured directory, else ``<project>/.latent/cache``, else ``./.latent/cache``."""
+    """Configured directory, else ``<project>/<[paths] latent_dir>/cache``."""
     scoped = _scoped.get()[1]
     if scoped is not None:
         return scoped
     if _configured_directory is not None:
         return _configured_directory
+    root, settings = _project()
+    latent_dir = ".latent"
+    if settings is not None:
+        paths = _toml(settings).get("paths")
+        if isinstance(paths, dict) and isinstance(paths.get("latent_dir"), str):
+            latent_dir = paths["latent_dir"]
+    return os.path.join(root, os.path.expanduser(latent_dir), "cache")
+
+
+def _project() -> tuple[str, str | None]:
+    """The project root and its settings file (None when it has none), as latent-config finds
+    them without a flow's source file to go by."""
     cwd = os.getcwd()
-    found = _directories.get(cwd)
-    if found is None:
-        settings = _settings_file()
-        root = Path(settings).parent.parent if settings is not None else Path(cwd)
-        found = _directories[cwd] = str(root / ".latent" / "cache")
+    env_root = os.environ.get("LATENT_PROJECT_ROOT") or ""
+    key = (cwd, env_root)
+    found = _found.get(key)
+    if found is not None:
+        return found
+    if env_root:
+        root = Path(cwd, os.path.expanduser(env_root)).resolve()
+        candidate = root / SETTINGS_FILE
+        found = (str(root), str(candidate) if candidate.is_file() else None)
+    else:
+        found = (cwd, None)
+        for folder in (Path(cwd).resolve(), *Path(cwd).resolve().parents):
+            candidate = folder / SETTINGS_FILE
+            if candidate.is_file():
+                found = (str(folder), str(candidate))
+                break
+    _found[key] = found
     return found
 
 
-def _settings_file() -> str | None:
-    cwd = os.getcwd()
-    if cwd in _found:
-        return _found[cwd]
-    found = None
-    for folder in (Path(cwd), *Path(cwd).parents):
-        candidate = folder / SETTINGS_FILE
-        if candidate.is_file():
-            found = str(candidate)
-            break
-    _found[cwd] = found
-    return found
-
-
-def _environment_in(path: str) -> str | None:
+def _toml(path: str) -> dict[str, Any]:
     try:
         mtime = os.stat(path).st_mtime_ns
     except OSError:
-        return None
+        return {}
     cached = _parsed.get(path)
     if cached is not None and cached[0] == mtime:
         return cached[1]
@@ -115,7 +147,17 @@ def _environment_in(path: str) -> str | None:
             data = tomllib.load(f)
     except tomllib.TOMLDecodeError as exc:
         raise SettingsFileError(path, str(exc)) from exc
-    value = data.get("environment")
-    env = str(value) if value is not None else None
-    _parsed[path] = (mtime, env)
-    return env
+    _parsed[path] = (mtime, data)
+    return data
+
+
+def _environment_in(path: str) -> str | None:
+    value = _toml(path).get("environment")
+    if value is None:
+        return None
+    text = str(value).strip().lower()
+    if text not in ENVIRONMENTS:
+        raise SettingsFileError(
+            path, f"environment = {value!r} is not one of 'dev', 'development', 'production'"
+        )
+    return text

@@ -5,6 +5,7 @@ from __future__ import annotations
 __all__ = [
     "CacheEntryWarning",
     "CacheWriteError",
+    "SettingsError",
     "SettingsFileError",
     "UncacheableValueError",
     "UnhashableError",
@@ -73,13 +74,19 @@ class CacheEntryWarning(UserWarning):
     """
 
 
-class SettingsFileError(ValueError):
-    """Raised when ``config/latent.toml`` cannot be read while deciding whether checkpoints run."""
+class SettingsError(ValueError):
+    """Raised when a setting latent-cache reads itself has a value it does not accept
+    (``LATENT_ENVIRONMENT=staging``); the message names the variable and the values it takes."""
+
+
+class SettingsFileError(SettingsError):
+    """Raised when ``config/latent.toml`` cannot be read, or its ``environment`` is not one
+    Latent knows, while deciding whether checkpoints run."""
 
     def __init__(self, path: str, cause: str) -> None:
         self.path = path
         super().__init__(
-            f"Cannot read the Latent settings file {path}: {cause}. Fix the TOML syntax, or set "
+            f"Cannot read the Latent settings file {path}: {cause}. Fix the file, or set "
             f"LATENT_ENVIRONMENT=dev|production to decide without it."
         )
 

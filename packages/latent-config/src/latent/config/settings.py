@@ -3,6 +3,12 @@
 Unknown keys are rejected (a typo such as ``expiry`` for ``expiration`` would otherwise be
 silently ignored). Two environment variables override the file: ``LATENT_ENVIRONMENT`` and
 ``LATENT_MLFLOW_ENABLED``; ``MLFLOW_TRACKING_URI`` is honoured by ``Project.tracking_uri``.
+
+latent-cache (``LATENT_ENVIRONMENT``, ``environment``) and latent-observe
+(``LATENT_MLFLOW_ENABLED``) read the same settings when used alone; they cannot import this
+module, so each keeps a copy of the rules below, and ``tests/test_settings_agree.py`` feeds the
+same inputs to all three: a boolean variable is ``1/true/yes/on`` or ``0/false/no/off`` in any
+case, unset or empty means "not set", anything else is an error naming the variable.
 """
 
 from __future__ import annotations
@@ -34,8 +40,9 @@ __all__ = [
 _DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)\s*(w|d|h|m|s)", re.IGNORECASE)
 _DURATION_FULL = re.compile(r"\s*(?:\d+(?:\.\d+)?\s*[wdhms]\s*)+", re.IGNORECASE)
 _UNITS = {"w": "weeks", "d": "days", "h": "hours", "m": "minutes", "s": "seconds"}
-_TRUE = {"1", "true", "yes", "on"}
-_FALSE = {"0", "false", "no", "off", ""}
+_TRUE = frozenset({"1", "true", "yes", "on"})
+_FALSE = frozenset({"0", "false", "no", "off"})
+_ENVIRONMENTS = ("dev", "development", "production")
 
 
 def parse_duration(value: Any) -> Any:
@@ -185,6 +192,12 @@ class Settings(_Section):
     observe: ObserveSettings = Field(default_factory=ObserveSettings)
     limits: dict[str, LimitSettings] = Field(default_factory=dict)
 
+    @field_validator("environment", mode="before")
+    @classmethod
+    def _any_case(cls, value: Any) -> Any:
+        # as LATENT_ENVIRONMENT (and latent-cache reading the file alone): "Dev" is dev
+        return value.strip().lower() if isinstance(value, str) else value
+
     @property
     def is_dev(self) -> bool:
         """True in ``dev``/``development`` (enables checkpoints and other dev-only helpers)."""
@@ -205,26 +218,44 @@ class Settings(_Section):
 
 
 def _with_env_overrides(data: dict[str, Any]) -> dict[str, Any]:
-    environment = os.environ.get("LATENT_ENVIRONMENT")
-    if environment is not None and environment.strip():
-        value = environment.strip().lower()
-        if value not in ("dev", "development", "production"):
-            raise ConfigFileError(
-                f"LATENT_ENVIRONMENT={environment!r} is not one of 'dev', 'development', "
-                "'production'. Set it to one of these or unset it."
-            )
-        data["environment"] = value
-    enabled = os.environ.get("LATENT_MLFLOW_ENABLED")
+    environment = _env_environment()
+    if environment is not None:
+        data["environment"] = environment
+    enabled = _env_flag("LATENT_MLFLOW_ENABLED")
     if enabled is not None:
-        flag = enabled.strip().lower()
-        if flag not in _TRUE | _FALSE:
-            raise ConfigFileError(
-                f"LATENT_MLFLOW_ENABLED={enabled!r} is not a boolean. Use 1/true or 0/false."
-            )
         mlflow = dict(data.get("mlflow") or {})
-        mlflow["enabled"] = flag in _TRUE
+        mlflow["enabled"] = enabled
         data["mlflow"] = mlflow
     return data
+
+
+def _env_flag(name: str) -> bool | None:
+    """A boolean environment variable: ``1/true/yes/on`` or ``0/false/no/off`` (any case,
+    spaces ignored); None when unset or empty. Anything else raises ConfigFileError naming it."""
+    raw = os.environ.get(name)
+    if raw is None or not raw.strip():
+        return None
+    flag = raw.strip().lower()
+    if flag in _TRUE | _FALSE:
+        return flag in _TRUE
+    raise ConfigFileError(
+        f"{name}={raw!r} is not a boolean. Use 1/true/yes/on or 0/false/no/off, or unset it."
+    )
+
+
+def _env_environment() -> str | None:
+    """``LATENT_ENVIRONMENT``, lower-cased: dev, development or production; None when unset or
+    empty. Anything else raises ConfigFileError naming the variable."""
+    raw = os.environ.get("LATENT_ENVIRONMENT")
+    if raw is None or not raw.strip():
+        return None
+    value = raw.strip().lower()
+    if value not in _ENVIRONMENTS:
+        raise ConfigFileError(
+            f"LATENT_ENVIRONMENT={raw!r} is not one of 'dev', 'development', 'production'. "
+            "Set it to one of these or unset it."
+        )
+    return value
 
 
 def _settings_message(path: Path, exc: ValidationError) -> str:

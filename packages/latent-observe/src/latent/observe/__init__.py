@@ -45,7 +45,7 @@ from latent.observe._tracking import (
     flow_run,
     record_task,
 )
-from latent.observe.errors import TaskExecutionError
+from latent.observe.errors import SettingsError, TaskExecutionError
 
 __version__ = "0.1.0"
 
@@ -54,6 +54,7 @@ __all__ = [
     "SPAN_TYPES",
     "FlowLogger",
     "FlowRunHandle",
+    "SettingsError",
     "SpanHandle",
     "TaskExecutionError",
     "TraceLink",

@@ -1,4 +1,12 @@
-"""Process-wide tracking settings and the warnings tracking has emitted."""
+"""Process-wide tracking settings and the warnings tracking has emitted.
+
+Whether tracking is on is decided once, by whoever composes Latent: latent-prefect reads
+``[mlflow] enabled`` and ``LATENT_MLFLOW_ENABLED`` through latent-config and passes the result to
+`configure_tracking(enabled=...)`. Used alone (``enabled`` not given), latent-observe reads
+``LATENT_MLFLOW_ENABLED`` itself with latent-config's rules (``tests/test_settings_agree.py``):
+``1/true/yes/on`` or ``0/false/no/off`` in any case, unset or empty means on, anything else is a
+`SettingsError` naming the variable.
+"""
 
 from __future__ import annotations
 
@@ -7,10 +15,13 @@ import os
 import threading
 from dataclasses import dataclass
 
+from latent.observe.errors import SettingsError
+
 ENABLED_ENV = "LATENT_MLFLOW_ENABLED"
 ARTIFACTS_ENV = "LATENT_MLFLOW_ARTIFACT_LOCATION"
 #: Rows of a DataFrame logged as an MLflow table (`log_table`, task and flow outputs).
 MAX_TABLE_ROWS = 10_000
+_TRUE_WORDS = frozenset({"1", "true", "yes", "on"})
 _FALSE_WORDS = frozenset({"0", "false", "no", "off"})
 
 _log = logging.getLogger("latent.observe")
@@ -20,7 +31,7 @@ _log = logging.getLogger("latent.observe")
 class TrackingSettings:
     """What `configure_tracking` set; read once when a flow run opens."""
 
-    enabled: bool = True
+    enabled: bool | None = None  # None: LATENT_MLFLOW_ENABLED decides (on when unset)
     tracking_uri: str | None = None
     experiment_prefix: str = ""
     environment: str | None = None
@@ -36,7 +47,7 @@ _warnings_lock = threading.Lock()
 
 def configure_tracking(
     *,
-    enabled: bool = True,
+    enabled: bool | None = None,
     tracking_uri: str | None = None,
     experiment_prefix: str = "",
     environment: str | None = None,
@@ -47,7 +58,8 @@ def configure_tracking(
     """Set the process-wide MLflow defaults used by every later `flow_run`.
 
     `tracking_uri=None` means MLflow's own default (``MLFLOW_TRACKING_URI`` or its built-in).
-    The environment variable ``LATENT_MLFLOW_ENABLED=0`` disables tracking whatever is set here.
+    `enabled` is the caller's decision, environment included (latent-prefect passes latent.toml's
+    and ``LATENT_MLFLOW_ENABLED``'s); None leaves it to ``LATENT_MLFLOW_ENABLED`` (on when unset).
     `artifact_location` (a directory or an fsspec/MLflow URL; ``LATENT_MLFLOW_ARTIFACT_LOCATION``
     wins) is where new experiments keep artifacts (tables, files); by default ``artifacts/``
     beside a local SQLite store, so nothing lands in ``./mlruns`` of the working directory.
@@ -75,9 +87,25 @@ def artifact_location() -> str | None:
 
 
 def tracking_enabled() -> bool:
-    """Whether tracking is on: configured so and not switched off by ``LATENT_MLFLOW_ENABLED``."""
-    flag = os.environ.get(ENABLED_ENV, "").strip().lower()
-    return _settings.enabled and flag not in _FALSE_WORDS
+    """Whether tracking is on: as configured, else as ``LATENT_MLFLOW_ENABLED`` says (on)."""
+    if _settings.enabled is not None:
+        return _settings.enabled
+    flag = env_flag(ENABLED_ENV)
+    return True if flag is None else flag
+
+
+def env_flag(name: str) -> bool | None:
+    """A boolean environment variable, by latent-config's rules: ``1/true/yes/on`` or
+    ``0/false/no/off`` (any case, spaces ignored); None when unset or empty; else SettingsError."""
+    raw = os.environ.get(name)
+    if raw is None or not raw.strip():
+        return None
+    flag = raw.strip().lower()
+    if flag in _TRUE_WORDS | _FALSE_WORDS:
+        return flag in _TRUE_WORDS
+    raise SettingsError(
+        f"{name}={raw!r} is not a boolean. Use 1/true/yes/on or 0/false/no/off, or unset it."
+    )
 
 
 def emit_warning(message: str) -> None:

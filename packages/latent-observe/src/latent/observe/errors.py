@@ -10,6 +10,11 @@ from latent.observe._redact import contains_secret, redact_text
 from latent.observe._summary import redact, summarize
 
 
+class SettingsError(ValueError):
+    """An environment variable latent-observe reads has a value it does not accept (e.g.
+    ``LATENT_MLFLOW_ENABLED=maybe``); the message names the variable and the values it takes."""
+
+
 class TaskExecutionError(Exception):
     """A task failed; carries what is needed to understand why without re-running it.
 
