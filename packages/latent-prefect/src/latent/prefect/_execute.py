@@ -27,6 +27,7 @@ from latent.observe import (
     summarize,
     task_attributes,
 )
+from latent.prefect.errors import TaskNotSelectedError
 
 if TYPE_CHECKING:
     from latent.prefect._task import TaskSpec
@@ -38,6 +39,7 @@ NOT_RETRYABLE: tuple[type[BaseException], ...] = (
     LatentConfigError,
     DatasetError,
     TaskExecutionError,
+    TaskNotSelectedError,  # a task outside `--only/--from/--to` with nothing cached
 )
 
 

@@ -29,6 +29,7 @@ from latent.prefect import (
     _prefect_compat,
     _registry_file,
     _runtime,
+    _selection,
     _shipped,
     _startup,
 )
@@ -360,6 +361,9 @@ class LatentFlow(Flow[P, R], Generic[P, R]):
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings
 
+        gate = _selection.active()
+        if gate is not None and gate.takes_flows:  # a dry run: no Prefect flow run
+            return gate.subflow(self, args, kwargs)
         outer = current_run()
         project = outer.project if outer else _runtime.project_for(self.fn)
         if self._runner_from_project:

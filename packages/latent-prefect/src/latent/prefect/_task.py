@@ -30,7 +30,15 @@ from latent.observe import (
     logger,
     validate_span_type,
 )
-from latent.prefect import _execute, _lineage, _prefect_compat, _rows, _runtime, _shipped
+from latent.prefect import (
+    _execute,
+    _lineage,
+    _prefect_compat,
+    _rows,
+    _runtime,
+    _selection,
+    _shipped,
+)
 from latent.prefect._futures import RowFuture
 from latent.prefect._limits import Limits, limits_for, validate_rate
 from latent.prefect._runtime import optional_parameter, resolved_signature
@@ -423,6 +431,10 @@ class LatentTask(Task[P, R], Generic[P, R]):
         """In a flow: a Prefect task run. Outside any flow: the function, with caching."""
         self._register(args, kwargs)
         spec = self.require_spec()
+        gate = _selection.gate_for(spec.name)  # a dry run, or a task outside --only/--from/--to
+        if gate is not None:
+            value = self._noted(gate.call(self, args, kwargs))
+            return _ready(value) if spec.is_async and _loop_running() else value
         if FlowRunContext.get() is None and TaskRunContext.get() is None:
             if kwargs.get("return_state"):
                 return super().__call__(*args, **kwargs)
@@ -490,6 +502,9 @@ class LatentTask(Task[P, R], Generic[P, R]):
     def submit(self, *args: Any, **kwargs: Any) -> Any:
         """Like Prefect's `submit`; a cached call returns a finished future with no task run."""
         self._register(args, kwargs)
+        gate = _selection.gate_for(self.require_spec().name)
+        if gate is not None:
+            return self._noted(gate.submit(self, args, kwargs))
         flow_ctx = FlowRunContext.get()
         runner = getattr(flow_ctx, "task_runner", None)
         target = self.for_runner(runner)
@@ -541,6 +556,12 @@ class LatentTask(Task[P, R], Generic[P, R]):
     ) -> Any:
         """Like Prefect's `map`; rows run in Latent's row engine (see `_rows`)."""
         self._register(args, kwargs)
+        gate = _selection.gate_for(self.require_spec().name)
+        if gate is not None:
+            answered = gate.map(self, args, kwargs, return_state=return_state)
+            for future in answered if isinstance(answered, list) else ():
+                self._noted(future)
+            return self._noted(answered)
         flow_ctx = FlowRunContext.get()
         if deferred or flow_ctx is None or getattr(flow_ctx, "task_runner", None) is None:
             return super().map(
@@ -673,6 +694,11 @@ def _loop_running() -> bool:
 
 async def _awaited(awaitable: Any) -> Any:
     return _value_of(await awaitable)
+
+
+async def _ready(value: Any) -> Any:
+    """`value` as an awaitable: what `t(x)` of an async task gives inside a running loop."""
+    return value
 
 
 def _value_of(result: Any) -> Any:

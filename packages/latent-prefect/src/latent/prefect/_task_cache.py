@@ -29,7 +29,7 @@ import time
 import warnings
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -71,6 +71,11 @@ class Probe:
 
 
 UNCACHED = Probe(key=None)
+
+
+def _missed(probe: Probe) -> Probe:
+    """The probe of a call whose stored value may not be served: a miss under the same key."""
+    return replace(probe, value=MISS, header=None)
 
 
 class _Session:
@@ -115,53 +120,78 @@ class TaskCache:
         self, spec: TaskSpec, parameters: Mapping[str, Any], catalog: Any, *, look: bool = True
     ) -> Probe:
         """The key of a call and, when `look`, the stored value (`Probe.hit`) — only when it
-        may be served: its output dataset then holds it (see `_usable`)."""
+        may be served: its output dataset then holds it (see `_output_state`)."""
+        if not look:
+            return self._key(spec, parameters, catalog)
+        probe = self._stored(spec, parameters, catalog)
+        if not probe.hit:
+            return probe
+        output = self._output_state(spec, probe, catalog)
+        if output == "differs":
+            self._rewrite_output(spec, probe, catalog)
+        return probe if output != "missing" else _missed(probe)
+
+    def peek(self, spec: TaskSpec, parameters: Mapping[str, Any], catalog: Any) -> Probe:
+        """`probe` that writes nothing (a dry run): a hit whose output file holds another value
+        is still a hit (a run would rewrite the file from it); a missing output is a miss."""
+        probe = self._stored(spec, parameters, catalog)
+        if probe.hit and self._output_state(spec, probe, catalog) == "missing":
+            return _missed(probe)
+        return probe
+
+    def _key(self, spec: TaskSpec, parameters: Mapping[str, Any], catalog: Any) -> Probe:
         made = self._base(spec, parameters, catalog)
         if made is None:
             return UNCACHED
         base, ingredients = made
         signature = spec.signature
         reads = self._reads(spec.name, signature)
-        key = _with_reads(base, reads)
-        probe = Probe(key, base, signature, reads, ingredients)
-        if not look:
+        return Probe(_with_reads(base, reads), base, signature, reads, ingredients)
+
+    def _stored(self, spec: TaskSpec, parameters: Mapping[str, Any], catalog: Any) -> Probe:
+        """The call's key and the stored value under it, whatever its output file holds."""
+        probe = self._key(spec, parameters, catalog)
+        if probe.key is None:
             return probe
-        found = self.store.read(key)
+        found = self.store.read(probe.key)
         if found is MISS:
             return probe
         header, payload = found
         try:
             value = cloudpickle.loads(payload)
         except Exception as exc:  # a class that no longer exists, a damaged pickle
-            self.store.warn(key, f"(unpickling failed: {type(exc).__name__}: {exc})")
+            self.store.warn(probe.key, f"(unpickling failed: {type(exc).__name__}: {exc})")
             return probe
-        hit = Probe(key, base, signature, reads, ingredients, value, header)
-        return hit if self._usable(spec, hit, catalog) else probe
+        return replace(probe, value=value, header=header)
 
-    def _usable(self, spec: TaskSpec, probe: Probe, catalog: Any) -> bool:
-        """Whether a hit may be served, making its output dataset hold its value first.
+    def _output_state(self, spec: TaskSpec, probe: Probe, catalog: Any) -> str:
+        """Whether a hit may be served: "agrees" (or no output), "differs" or "missing".
 
         An output that is missing makes the task run again (its file is recreated by the run,
         as the docs promise); one that holds another value — another run's, or a damaged
-        file — is rewritten from the cached value (see the module docstring).
+        file — is rewritten from the cached value before it is served (see the module
+        docstring).
         """
         if spec.output is None or probe.header is None:
-            return True
+            return "agrees"
         dataset = _output_dataset(spec, catalog, probe.value)
         written = (probe.header.output or {}).get(spec.output)
         try:
             if not dataset.exists():
-                return False
+                return "missing"
             if written is not None and self._agrees(dataset, written):
-                return True
+                return "agrees"
         except (DatasetError, DatasetNotFoundError, FileNotFoundError, OSError):
-            return False
+            return "missing"
+        return "differs"
+
+    def _rewrite_output(self, spec: TaskSpec, probe: Probe, catalog: Any) -> None:
+        dataset = _output_dataset(spec, catalog, probe.value)
         dataset.save(probe.value)
         logger.info(
             f"Task '{spec.name}': output '{spec.output}' rewritten from the cached result "
             "(it held another run's value, or was damaged)"
         )
-        return True
 
     # -- store ---------------------------------------------------------------------------------
 
@@ -230,12 +260,14 @@ class TaskCache:
             if (self.project.results_storage, spec.name) in session.explained:
                 return None
             session.explained.add((self.project.results_storage, spec.name))
-        lines = self._why(spec, probe)
+        lines = self.why(spec, probe)
         payload = json.dumps({"task": spec.name, "at": time.time(), "why": lines}).encode()
         self._write_side(_side_key("why", spec.name), payload)
         return lines
 
-    def _why(self, spec: TaskSpec, probe: Probe) -> list[str]:
+    def why(self, spec: TaskSpec, probe: Probe) -> list[str]:
+        """Why a call with this key misses: what changed since the task's last stored result
+        (one line each, as `latent cache why` prints them). Records nothing."""
         found = self.store.read(_side_key("last", spec.name))
         if found is MISS:
             return ["never stored before: first run of this task (or its cache was cleared)"]

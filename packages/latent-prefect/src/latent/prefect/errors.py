@@ -32,3 +32,16 @@ class PrefectServerError(LatentPrefectError, RuntimeError):
     The message names the URL and the server's home, what was tried, and the setting that
     fixes it (``PREFECT_API_URL``, ``[prefect] server`` in latent.toml).
     """
+
+
+class TaskSelectionError(LatentPrefectError, ValueError):
+    """Raised by `latent run` before anything runs when `--only/--from/--to` names a task the
+    flows do not have (with the close matches), or selects no task at all."""
+
+
+class TaskNotSelectedError(LatentPrefectError, RuntimeError):
+    """Raised when a task outside a run's selection (`--only/--from/--to`) has no cached result
+    to answer with. The message names the task, the selection and the option that adds it.
+
+    Never retried, and printed once without a traceback: the message says everything.
+    """

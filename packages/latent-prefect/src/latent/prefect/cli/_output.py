@@ -62,10 +62,11 @@ def _is_explained_error(record: logging.LogRecord) -> bool:
     Prefect would log it again, with a traceback, per task and per flow."""
     from latent.cache.errors import CacheWriteError
     from latent.config import LatentConfigError
+    from latent.prefect.errors import TaskNotSelectedError
 
     exc = record.exc_info[1] if record.exc_info else None
     while exc is not None:
-        if isinstance(exc, LatentConfigError | CacheWriteError):
+        if isinstance(exc, LatentConfigError | CacheWriteError | TaskNotSelectedError):
             return True
         exc = exc.__cause__
     return False

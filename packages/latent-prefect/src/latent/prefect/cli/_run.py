@@ -39,6 +39,7 @@ from latent.prefect.errors import FlowImportError, PrefectServerError
 if TYPE_CHECKING:
     from latent.config import Project
     from latent.prefect._flow import LatentFlow
+    from latent.prefect._selection import Selection, SelectionGate
 
 
 def flow_file(project: Project, name: str) -> Any:
@@ -97,23 +98,65 @@ def run(
     traceback: Annotated[
         bool, typer.Option("--traceback", help="Show the full traceback of an error.")
     ] = False,
+    only: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--only",
+            help="Let only these tasks execute (comma-separated, repeatable; added to a "
+            "--from/--to range). Other tasks are answered from the cache; one with nothing "
+            "cached stops the run (exit 2). Not --force: a selected task still hits its cache.",
+        ),
+    ] = None,
+    start: Annotated[
+        str | None,
+        typer.Option(
+            "--from",
+            help="Let this task and every task after it execute (in the order the last run "
+            "called them, else as defined in the flow file); earlier ones come from the cache.",
+        ),
+    ] = None,
+    end: Annotated[
+        str | None,
+        typer.Option(
+            "--to",
+            help="Let every task up to and including this one execute; later ones come from "
+            "the cache.",
+        ),
+    ] = None,
+    dry_run: Annotated[
+        bool,
+        typer.Option(
+            "--dry-run",
+            help="Show per task whether it would run or hit the cache, and why. Runs no task, "
+            "writes nothing, contacts no Prefect server, creates no MLflow run.",
+        ),
+    ] = False,
 ) -> None:
     """Run one or more flows and print what each task did."""
+    from latent.prefect._selection import Selection
+
     _output.configure(verbose=verbose)
     show_traceback = traceback or verbose
+    selection = Selection.of(only, start, end)
     with _interrupt.handled():
         project, loaded, scoped = _prepare(flows, param or [], show_traceback)
+        gate = _selection_gate(project, loaded, selection, show_traceback)
+        if dry_run:
+            for name, flow_obj in loaded:
+                _dry_run_one(project, name, flow_obj, scoped, gate, show_traceback)
+            return
+        _serve(project, show_traceback)
         for name, flow_obj in loaded:
-            _run_one(name, flow_obj, scoped, show_traceback)
+            _run_one(name, flow_obj, scoped, gate, show_traceback)
     _print_where(project)
 
 
 def _prepare(
     names: list[str], overrides: list[str], show_traceback: bool
 ) -> tuple[Project, list[tuple[str, LatentFlow[Any, Any]]], dict[str, dict[str, Any]]]:
-    """Every check a run needs, then the server. Exits 2 on a mistake in the command line (an
+    """Every check a run needs before its server. Exits 2 on a mistake in the command line (an
     unknown flow, a bad --param), 1 on one in the project (configuration, a flow file that fails
-    to import) or when the server cannot start."""
+    to import)."""
     from latent.config import LatentConfigError
 
     project = project_or_exit()
@@ -135,7 +178,7 @@ def _prepare(
             _fail(exc, show_traceback)
         except Exception as exc:
             _fail_import(path, exc, show_traceback)
-    from latent.prefect._startup import check_flow, check_reachable, choose_server
+    from latent.prefect._startup import check_flow
 
     _output.install()  # Prefect, imported with the flow files, has set up its logging
     try:  # overrides and typed config need each flow's `config_schema`, hence its file
@@ -147,12 +190,38 @@ def _prepare(
                 check_flow(flow_obj, project)
     except LatentConfigError as exc:
         _fail(exc, show_traceback, code=_config_exit_code(exc))
+    return project, loaded, scoped
+
+
+def _selection_gate(
+    project: Project,
+    loaded: list[tuple[str, LatentFlow[Any, Any]]],
+    selection: Selection | None,
+    show_traceback: bool,
+) -> SelectionGate | None:
+    """The gate of `--only/--from/--to`, its names checked against the flows' tasks (exit 2
+    with the close matches before anything runs)."""
+    from latent.prefect._selection import SelectionGate, task_order
+    from latent.prefect.errors import TaskSelectionError
+
+    if selection is None:
+        return None
+    try:
+        selected = selection.tasks(task_order(project, loaded))
+    except TaskSelectionError as exc:
+        _fail(exc, show_traceback, code=EXIT_USAGE)
+    return SelectionGate(selection, selected)
+
+
+def _serve(project: Project, show_traceback: bool) -> None:
+    """The Prefect server the run talks to: started if needed, and answering (else exit 1)."""
+    from latent.prefect._startup import check_reachable, choose_server
+
     try:
         choose_server(project)
         check_reachable()
     except PrefectServerError as exc:
         _fail(exc, show_traceback)
-    return project, loaded, scoped
 
 
 @contextmanager
@@ -170,15 +239,18 @@ def _run_one(
     name: str,
     flow_obj: LatentFlow[Any, Any],
     scoped: dict[str, dict[str, Any]],
+    gate: SelectionGate | None,
     show_traceback: bool,
 ) -> None:
     from latent.prefect._progress import progress_enabled
+    from latent.prefect._selection import gated
     from latent.prefect._startup import ui_url_of_flow_run
     from latent.prefect._summary import collect_summary
+    from latent.prefect.errors import TaskNotSelectedError
 
     console.rule(f"[bold]latent run {name}")
     started = time.perf_counter()
-    with collect_summary() as summary, _scoped(scoped), progress_enabled():
+    with collect_summary() as summary, _scoped(scoped), progress_enabled(), gated(gate):
         # the hook notes the flow run, so that an interrupt can mark it Crashed
         hooks = [*flow_obj.on_running_hooks, _interrupt.remember_flow_run]
         state = None
@@ -196,6 +268,9 @@ def _run_one(
                 _print_flow_run(ui_url_of_flow_run(state.state_details.flow_run_id))
             if show_traceback:
                 err.print(_traceback_text(exc), highlight=False, markup=False)
+            if isinstance(exc, TaskNotSelectedError):  # the command line's to change: one line
+                err.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False, soft_wrap=True)
+                raise typer.Exit(EXIT_USAGE) from None
             err.print(
                 f"[red]Flow '{name}' failed:[/red] {type(exc).__name__}: {escape(str(exc))}",
                 highlight=False,
@@ -211,6 +286,61 @@ def _config_exit_code(exc: BaseException) -> int:
     from latent.config import ParameterOverrideError
 
     return EXIT_USAGE if isinstance(exc, ParameterOverrideError) else EXIT_FAILED
+
+
+def _dry_run_one(
+    project: Project,
+    name: str,
+    flow_obj: LatentFlow[Any, Any],
+    scoped: dict[str, dict[str, Any]],
+    gate: SelectionGate | None,
+    show_traceback: bool,
+) -> None:
+    """`--dry-run`: the flow body answered by `DryRun` (no Prefect, no MLflow), then its table."""
+    from latent.prefect._dry_run import DryRun
+    from latent.prefect._selection import task_order
+
+    console.rule(f"[bold]latent run {name} --dry-run")
+    dry = DryRun(gate)
+    try:
+        with _scoped(scoped):
+            lines = dry.run_flow(flow_obj, task_order(project, [(name, flow_obj)]))
+    except Exception as exc:
+        if show_traceback:
+            err.print(_traceback_text(exc), highlight=False, markup=False)
+        err.print(
+            f"[red]Flow '{name}' failed in the dry run:[/red] {type(exc).__name__}: "
+            f"{escape(str(exc))}",
+            highlight=False,
+            soft_wrap=True,
+        )
+        raise typer.Exit(EXIT_FAILED) from None
+    _print_dry_run(name, lines, dry)
+
+
+def _print_dry_run(name: str, lines: list[Any], dry: Any) -> None:
+    table = Table(title=f"{name}: dry run (nothing ran, nothing was written)")
+    for column in ("flow", "task", "outcome", "calls / rows", "why"):
+        table.add_column(column)
+    styles = {"cached": "cyan", "would run": "yellow", "not selected": "red"}
+    for line in lines:
+        style = styles.get(line.outcome, "dim")
+        table.add_row(
+            line.flow,
+            line.task,
+            f"[{style}]{line.outcome}[/{style}]",
+            line.counts,
+            escape("; ".join(line.reasons) or "-"),
+        )
+    console.print(table)
+    if dry.stopped_after is not None:
+        what = f" ({dry.stopped_by})" if dry.stopped_by else ""
+        console.print(
+            f"The flow body used the result of '{dry.stopped_after}', which would run, as "
+            f"data{escape(what)}: the tasks after it cannot be known without running it.",
+            highlight=False,
+            soft_wrap=True,
+        )
 
 
 def _fail(exc: BaseException, show_traceback: bool, code: int = EXIT_FAILED) -> Any:
