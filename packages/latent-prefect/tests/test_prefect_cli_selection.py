@@ -256,3 +256,69 @@ def test_dry_run_contacts_no_prefect_server(project: ProjectDir) -> None:
     assert project.calls() == []
     assert not (project.root / "data/summary.json").exists()
     assert not os.path.exists(project.root / ".latent" / "registry.json")
+
+
+PIPELINE = """
+from latent.prefect import flow, params, task
+
+@task("clean_rows")
+def clean_rows(rows: list) -> list:
+    count("clean_rows")
+    return [r for r in rows if r > 1]
+
+@flow("clean")
+def clean(rows: list) -> list:
+    return clean_rows(rows)
+
+@task("measure")
+def measure(rows: list) -> int:
+    count("measure")
+    return len(rows)
+
+@flow("pipeline")
+def pipeline():
+    kept = clean(params.rows)
+    return measure.submit(kept).result()
+"""
+
+
+def test_dry_run_follows_subflows_and_submit_without_running_them(project: ProjectDir) -> None:
+    project.flow("pipeline", PIPELINE, parameters={"rows": [1, 2, 3]})
+    code, output = _run("pipeline")
+    assert code == 0, output
+    registry = project.root / ".latent" / "registry.json"
+    saved = registry.stat().st_mtime_ns
+    code, output = _run("pipeline", "--dry-run")
+    assert code == 0, output
+    assert "clean clean_rows cached 1" in output and "pipeline measure cached 1" in output
+    code, output = _run("pipeline", "--dry-run", "-p", "rows=[0,5,6]")
+    assert code == 0, output
+    assert "clean clean_rows would run 1 args: argument 'rows' changed" in output
+    assert "pipeline measure would run 1 upstream 'clean_rows' would run" in output
+    assert project.calls() == ["clean_rows", "measure"]
+    assert registry.stat().st_mtime_ns == saved
+
+
+CHAT = """
+import asyncio
+from latent.prefect import flow, params, task
+
+@task("ask")
+async def ask(question: str) -> str:
+    count("ask")
+    return question.upper() + params.suffix
+
+@flow("chat")
+async def chat():
+    return list(await asyncio.gather(*(ask(q) for q in params.questions)))
+"""
+
+
+def test_dry_run_of_an_async_flow(project: ProjectDir) -> None:
+    project.flow("chat", CHAT, parameters={"questions": ["a", "b"], "suffix": "?"})
+    code, output = _run("chat")
+    assert code == 0, output
+    code, output = _run("chat", "--dry-run", "-p", "suffix=!")
+    assert code == 0, output
+    assert "chat ask would run 0 cached / 2 would run params: key 'suffix' changed" in output
+    assert project.calls() == ["ask", "ask"]

@@ -34,8 +34,9 @@ EXIT_CODES = (
     "file failed to import; the Prefect server could not be started or reached; a confirmation "
     "was declined; there is nothing to show yet.\n"
     f"{EXIT_USAGE} the command line is wrong: a bad option or argument, a malformed --param or "
-    "one no flow accepts, an unknown flow name, no project found here, or a destructive command "
-    "without --yes when standard input is not a terminal.\n"
+    "one no flow accepts, an unknown flow or task name, a task outside --only/--from/--to with "
+    "no cached result, no project found here, or a destructive command without --yes when "
+    "standard input is not a terminal.\n"
     "130 / 143 `latent run` was interrupted by Ctrl-C / SIGTERM (finished tasks stay cached)."
 )
 
