@@ -322,3 +322,15 @@ def test_dry_run_of_an_async_flow(project: ProjectDir) -> None:
     assert code == 0, output
     assert "chat ask would run 0 cached / 2 would run params: key 'suffix' changed" in output
     assert project.calls() == ["ask", "ask"]
+
+
+def test_dry_run_with_a_selection_shows_where_the_run_would_stop(project: ProjectDir) -> None:
+    _baseline(project)
+    code, output = _run("qa", "--dry-run", "--only", "summarize", "-p", "offset=5")
+    assert code == 0, output
+    assert (
+        "qa score not selected 0 cached / 0 would run / 3 not selected task 'score' is not "
+        "selected (--only summarize) and may have no cached result; add it with --only "
+        "summarize,score; params: key 'offset' changed" in output
+    )
+    assert _counts(project) == {"prepare": 1, "score": 3, "summarize": 1, "audit": 1}

@@ -261,20 +261,21 @@ class DryRun(Gate):
         if probe.key is None:
             why = ["not cacheable: an argument cannot be hashed, or its input dataset is missing"]
             return self._would_run(spec, line, why)
-        if self.selection is not None and self.selection.answers(spec.name):
-            line.refused += 1
-            line.because(self.selection.refusal(spec.name, "has no cached result"))
-            return Answer(self._pending(spec))
         reasons = [] if spec.name in self.explained else cache.why(spec, probe)
         self.explained.add(spec.name)
         return self._would_run(spec, line, reasons)
 
     def _would_run(self, spec: TaskSpec, line: TaskLine, reasons: list[str]) -> Answer:
-        line.would_run += 1
+        """A call that would run — or, outside `--only/--from/--to`, would stop the run."""
+        if self.selection is not None and self.selection.answers(spec.name):
+            line.refused += 1
+            line.because(self.selection.refusal(spec.name, "may have no cached result"))
+        else:
+            line.would_run += 1
+            if spec.output:
+                self.written_by[spec.output] = spec.name
         for reason in reasons:
             line.because(reason)
-        if spec.output:
-            self.written_by[spec.output] = spec.name
         return Answer(self._pending(spec))
 
     def _pending(self, spec: TaskSpec) -> Pending:

@@ -21,6 +21,7 @@ every task.
 
 from __future__ import annotations
 
+import abc
 import json
 import sys
 from collections.abc import Iterator, Mapping, Sequence
@@ -166,29 +167,32 @@ class Answer:
     key: str | None = None
 
 
-class Gate:
+class Gate(abc.ABC):
     """Answers the calls of the tasks it `answers` without executing them; subclasses say how
     (`answer`). The calling surface hands over a call, a `.submit` or a whole `.map`."""
 
-    #: Whether flows called inside the run come here too (the dry run: no Prefect flow run).
+    #: Whether flows called inside the run come here too (`subflow`; the dry run's).
     takes_flows = False
 
+    @abc.abstractmethod
     def answers(self, task: str) -> bool:
-        raise NotImplementedError
+        """Whether this gate answers the calls of `task` (else they run as always)."""
 
+    @abc.abstractmethod
     def answer(
         self, task: LatentTask[Any, Any], calls: list[dict[str, Any]], *, mapped: bool
     ) -> list[Answer]:
         """One answer per call (each call's arguments keyed by parameter name)."""
-        raise NotImplementedError
 
     def unexpandable(self, task: LatentTask[Any, Any], value: Any) -> Any:
-        """What `.map` over `value`, which cannot be iterated yet, returns (the dry run's)."""
-        raise NotImplementedError
+        """What `.map` over `value`, which cannot be iterated yet, returns (a dry run's
+        placeholder; only a dry run holds one)."""
+        raise TypeError(f"task '{task.name}' cannot be mapped over {value!r}")
 
     def subflow(
         self, flow: LatentFlow[Any, Any], args: tuple[Any, ...], kwargs: dict[str, Any]
     ) -> Any:
+        """Run a flow called inside the run (only when `takes_flows`)."""
         raise NotImplementedError
 
     # -- the calling surface -----------------------------------------------------------------
@@ -217,13 +221,11 @@ class Gate:
         return_state: bool = False,
     ) -> Any:
         """`task.map(...)`: one finished future per row (their states with `return_state`)."""
-        spec = task.require_spec()
         parameters = _prefect_compat.call_parameters(task.fn, args, kwargs)
         for value in parameters.values():
             if _unresolved(value):
                 return self.unexpandable(task, value)
-        calls, _ = _prefect_compat.expand_map(task.fn, parameters)
-        calls = [_execute.call_arguments(spec.fn, (), call) for call in calls]
+        calls, _ = task.row_calls(parameters)
         answers = self.answer(task, calls, mapped=True)
         futures = [_finished(task, answer, row) for row, answer in enumerate(answers)]
         if return_state:
@@ -286,9 +288,6 @@ class SelectionGate(Gate):
         else:
             cached_span(spec.name, spec.span_type, cache_key=probes[0].key)
         return [Answer(probe.value, probe.key) for probe in probes]
-
-    def unexpandable(self, task: LatentTask[Any, Any], value: Any) -> Any:
-        raise AssertionError("only a dry run holds values that cannot be iterated yet")
 
 
 _gate: ContextVar[Gate | None] = ContextVar("latent_gate", default=None)

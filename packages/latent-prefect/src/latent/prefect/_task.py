@@ -569,9 +569,7 @@ class LatentTask(Task[P, R], Generic[P, R]):
             )
         spec = self.require_spec()
         parameters = _prefect_compat.call_parameters(self.fn, args, kwargs)
-        calls, dependencies = _prefect_compat.expand_map(self.fn, parameters)
-        defaults = _defaults(spec.fn)
-        calls = [{**defaults, **call} for call in calls]
+        calls, dependencies = self.row_calls(parameters)
         engine = _rows.map_task_runs if spec.rows == "task_runs" else _rows.map_rows
         futures = engine(self, calls, wait_for=wait_for, dependencies=dependencies)
         for future in futures:
@@ -582,6 +580,13 @@ class LatentTask(Task[P, R], Generic[P, R]):
                 future.wait()
             return [future.state for future in futures]
         return futures
+
+    def row_calls(self, parameters: dict[str, Any]) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+        """One arguments dict per mapped row (defaults filled, futures resolved), and the
+        upstream task runs the map depends on; the same rows wherever a map is answered."""
+        calls, dependencies = _prefect_compat.expand_map(self.fn, parameters)
+        defaults = _defaults(self.require_spec().fn)
+        return [{**defaults, **call} for call in calls], dependencies
 
     # -- for the row engine and runners -------------------------------------------------------
 

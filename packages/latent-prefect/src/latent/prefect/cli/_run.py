@@ -1,9 +1,10 @@
 """`latent run`: check everything, then run flows in order and print what each task did.
 
-The order is the point: the project, every flow named, its parameters, catalog and typed config
-are checked before Prefect's server is started or contacted, so a mistake costs a second and
-prints one message naming the file to fix. Prefect itself is imported only when the flow files
-are (their `@flow` needs it).
+The order is the point: the project, every flow named, its parameters, catalog and typed config,
+and the task names of `--only/--from/--to`, are checked before Prefect's server is started or
+contacted, so a mistake costs a second and prints one message naming the file (or option) to
+fix. Prefect itself is imported only when the flow files are (their `@flow` needs it); a
+`--dry-run` never contacts the server (see `_dry_run`).
 """
 
 from __future__ import annotations
