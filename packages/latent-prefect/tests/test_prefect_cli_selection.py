@@ -237,18 +237,25 @@ def test_dry_run_counts_mapped_rows_and_stops_where_the_body_uses_a_result(
     assert project.calls().count("double") == 4
 
 
-def test_dry_run_contacts_no_prefect_server(project: ProjectDir) -> None:
-    """A dead API address: a real run would fail to reach it; the dry run never asks."""
-    _qa(project)
+def _latent_without_server(project: ProjectDir, *args: str) -> subprocess.CompletedProcess[str]:
+    """`latent` pointed at a dead API address: a real run would fail to reach it (exit 1)."""
     env = {**child_env(), "PREFECT_API_URL": "http://127.0.0.1:9/api", "COLUMNS": "200"}
-    done = subprocess.run(
-        [str(Path(sys.executable).parent / "latent"), "run", "qa", "--dry-run"],
+    return subprocess.run(
+        [str(Path(sys.executable).parent / "latent"), *args],
         cwd=project.root,
         capture_output=True,
         text=True,
         timeout=240,
         env=env,
     )
+
+
+def test_dry_run_and_task_names_need_no_prefect_server(project: ProjectDir) -> None:
+    _qa(project)
+    typo = _latent_without_server(project, "run", "qa", "--to", "sumarize")
+    assert typo.returncode == 2, typo.stdout + typo.stderr  # not 1: the server was never asked
+    assert "Did you mean 'summarize'?" in typo.stderr
+    done = _latent_without_server(project, "run", "qa", "--dry-run")
     assert done.returncode == 0, done.stdout + done.stderr
     said = " ".join(done.stdout.replace("│", " ").split())
     assert "qa prepare would run 1 never stored before" in said
