@@ -250,6 +250,7 @@ def _latent_without_server(project: ProjectDir, *args: str) -> subprocess.Comple
     )
 
 
+@pytest.mark.slow  # two `latent` processes (~10 s on a busy machine)
 def test_dry_run_and_task_names_need_no_prefect_server(project: ProjectDir) -> None:
     _qa(project)
     typo = _latent_without_server(project, "run", "qa", "--to", "sumarize")
