@@ -51,6 +51,14 @@ async def slow_io(x: int) -> int:
     await asyncio.sleep(0.05)
     return x
 
+@task("tiny", retry=False)
+def tiny(x: int) -> int:
+    return x
+
+@flow("warmup")
+def warmup():
+    return tiny(1)
+
 @flow("rows")
 def rows():
     return [f.result() for f in trivial.map(range(N))]
@@ -85,9 +93,9 @@ if case == "floor":
                 await asyncio.sleep(0.05)
                 return x
         return await asyncio.gather(*(one(x) for x in range(n)))
-    started = time.perf_counter()
+    started, cpu_started = time.perf_counter(), time.process_time()
     asyncio.run(main())
-    report(time.perf_counter() - started)
+    report(time.perf_counter() - started, cpu=time.process_time() - cpu_started)
     sys.exit(0)
 
 from latent.config import Project
@@ -98,15 +106,16 @@ if case == "bare":
     target = module.bare_rows
 else:
     target = load_flow(project, "rows" if case in ("latent", "latent_warm") else "io")
-# untimed: the flow machinery and server connection, with a tiny run of a bare flow
+# untimed: each side's start-up (Prefect's client and server connection; for Latent also its
+# MLflow store and run), with a tiny flow of its own. Start-up is measured by bench_startup.py.
 import prefect
 @prefect.flow
-def warmup():
+def bare_warmup():
     return 1
-warmup()
-started = time.perf_counter()
+bare_warmup() if case == "bare" else load_flow(project, "warmup")()
+started, cpu_started = time.perf_counter(), time.process_time()
 result = target()
-seconds = time.perf_counter() - started
+seconds, cpu = time.perf_counter() - started, time.process_time() - cpu_started
 assert len(result) == n
 from prefect.client.orchestration import get_client
 from latent.prefect._prefect_compat import count_final_task_runs
@@ -121,9 +130,11 @@ if case != "bare":
     from mlflow import MlflowClient
     client = MlflowClient(tracking_uri=project.tracking_uri)
     experiment = client.get_experiment_by_name("rows" if case != "latent_io" else "io")
-    traces = client.search_traces(locations=[experiment.experiment_id], max_results=5)
-    spans = max((len(t.data.spans) - 1 for t in traces), default=0)  # rows, minus the root
-report(seconds, task_runs=task_runs, spans=spans)
+    traces = client.search_traces(
+        locations=[experiment.experiment_id], max_results=1, order_by=["timestamp_ms DESC"]
+    )
+    spans = len(traces[0].data.spans) - 1 if traces else 0  # this run's spans, minus the root
+report(seconds, cpu=cpu, task_runs=task_runs, spans=spans)
 """
 
 
@@ -161,7 +172,7 @@ def new_project(root: Path, n: int) -> Path:
     (root / "config").mkdir(parents=True)
     (root / "config" / "latent.toml").write_text('environment = "dev"\n')
     (root / "config" / "global.yaml").write_text("")
-    for name in ("rows", "io"):
+    for name in ("rows", "io", "warmup"):
         (root / "flows" / name).mkdir(parents=True)
         (root / "flows" / name / "parameters.yaml").write_text("")
         (root / "flows" / name / "flow.py").write_text(textwrap.dedent(FLOW.format(n=n)))
@@ -202,11 +213,13 @@ def main() -> None:
             rows = []
             for n in args.sizes:
                 project = new_project(Path(tmp) / f"p{n}", n)
+                # bare Prefect last: its server keeps digesting its task runs' events after
+                # the run, and would slow whatever is measured next
                 latent = measure("latent", n, project, url)
-                bare = measure("bare", n, project, url)
                 warm = measure("latent_warm", n, project, url)
                 io = measure("latent_io", n, project, url)
                 floor = measure("floor", n, project, url)
+                bare = measure("bare", n, project, url)
                 rows.append((n, latent, bare, warm, io, floor))
         finally:
             server.terminate()

@@ -43,6 +43,7 @@ from latent.observe._tracking import (
     current_run,
     flatten_params,
     flow_run,
+    record_cache_hits,
     record_task,
 )
 from latent.observe.errors import SettingsError, TaskExecutionError
@@ -76,6 +77,7 @@ __all__ = [
     "log_outputs",
     "log_table",
     "logger",
+    "record_cache_hits",
     "record_span",
     "record_task",
     "redact",

@@ -38,7 +38,21 @@ class TrackingUnavailable(Exception):
     """MLflow cannot record this run; the message says why and how to fix it."""
 
 
+#: MLflow's public knobs for its background span export, and Latent's defaults for them. MLflow
+#: sends finished spans to the store 5 at a time; a map's rows end by the thousand, and each
+#: store call has a fixed cost (one SQL transaction, or one HTTP request), so bigger batches
+#: halve the CPU a row span costs. MLflow's span queue holds max(batch size, 2,048) spans and
+#: drops the rest when full: at 16,384 a 10,000-row map keeps every row's span. The interval
+#: bounds how long a finished span waits before it is sent. A user's own values win.
+SPAN_EXPORT_DEFAULTS = {
+    "MLFLOW_ASYNC_TRACE_LOGGING_MAX_SPAN_BATCH_SIZE": "16384",
+    "MLFLOW_ASYNC_TRACE_LOGGING_MAX_INTERVAL_MILLIS": "1000",
+}
+
+
 def import_mlflow() -> Any:
+    for name, value in SPAN_EXPORT_DEFAULTS.items():
+        os.environ.setdefault(name, value)  # read when MLflow builds its tracer, after this
     try:
         import mlflow
     except ImportError as exc:

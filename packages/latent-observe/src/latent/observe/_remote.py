@@ -100,6 +100,9 @@ class LinkedRunHandle(FlowRunHandle):
     def record(self, task: str, **_: Any) -> None:
         """Workers report task metrics back to the flow's process instead (module docstring)."""
 
+    def record_hits(self, task: str, count: int) -> None:
+        """As `record`: the flow's process counts them."""
+
     def flush(self) -> None:
         """Nothing is buffered here."""
 

@@ -464,6 +464,12 @@ class FlowRunHandle:
             counts[0 if cached else 1] += 1
         self._flush_if_due()
 
+    def record_hits(self, task: str, count: int) -> None:
+        """Count `count` cache hits of `task` at once (a map's cached rows): no per-call points."""
+        name = _METRIC_UNSAFE.sub("_", task)
+        with self._lock:
+            self._cache_counts.setdefault(name, [0, 0])[0] += count
+
     def log_metrics(self, metrics: Mapping[str, float], step: int | None) -> None:
         """Buffer user metrics (sent like task metrics); `step=None` counts calls per key."""
         timestamp = _mlflow.now_ms()
@@ -713,6 +719,18 @@ def record_task(
         rows_in=rows_in,
         rows_out=rows_out,
     )
+
+
+def record_cache_hits(task_name: str, count: int) -> None:
+    """Count `count` cache hits of one task on the active flow run; a no-op outside one.
+
+    What `record_task(..., cached=True)` counts, for many calls at once: a map's 10,000 cached
+    rows cost one call, and log no duration or status points (a hit has no latency to chart).
+    """
+    run, _, _ = resolve()
+    if run is None or not run.recording or count <= 0:
+        return
+    run.record_hits(task_name, count)
 
 
 def numeric_metrics(value: Any, prefix: str = "") -> dict[str, float]:

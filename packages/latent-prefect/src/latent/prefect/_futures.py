@@ -5,6 +5,9 @@ their futures the Prefect way: `.result()`, `.wait()`, `.state`, `add_done_callb
 `prefect.futures.wait` / `as_completed`. `RowFuture` is a `PrefectFuture` that a row engine (or
 a cache hit) completes; its `task_run_id` is the Prefect task run that ran the row's batch, or,
 for a hit, an id derived from the cache key (the same hit gives the same id).
+
+A map makes one future per row, so a future is cheap until used: its Prefect `State` is built
+when first read, and its event only when someone waits before it is done.
 """
 
 from __future__ import annotations
@@ -22,6 +25,10 @@ R = TypeVar("R")
 
 _CACHED_IDS = uuid.UUID("6c1b2f4e-3f7a-4d55-9b3e-1a1e7a7e5c01")
 
+# Guards every future's completion, waiters and callbacks: each critical section is a few
+# assignments, and one lock is cheaper than one per row.
+_LOCK = threading.Lock()
+
 
 class RowFuture(PrefectFuture[R], Generic[R]):
     """The future of one row (or one cache hit); completed once by `set_result`/`set_error`."""
@@ -33,10 +40,10 @@ class RowFuture(PrefectFuture[R], Generic[R]):
         self._batch_run_id: uuid.UUID | None = None
         self._value: Any = None
         self._error: BaseException | None = None
-        self._done = threading.Event()
+        self._status: str | None = None  # "Completed", "Cached", "Failed" once done
+        self._state: State[Any] | None = None
+        self._event: threading.Event | None = None  # made by the first early waiter
         self._callbacks: list[Callable[[PrefectFuture[R]], None]] = []
-        self._lock = threading.Lock()
-        _prefect_compat.set_final_state(self, None)
 
     def attach(self, task_run_id: uuid.UUID | None) -> None:
         """Name the Prefect task run this row ran in (its batch)."""
@@ -46,16 +53,43 @@ class RowFuture(PrefectFuture[R], Generic[R]):
     def task_run_id(self) -> uuid.UUID:
         return self._batch_run_id or uuid.UUID(int=0)
 
+    def _built_state(self) -> State[Any] | None:
+        """The final state (None while running), made on first read."""
+        if self._status is None:
+            return None
+        if self._state is None:
+            message = self._message(self._status)
+            if self._status == "Failed":
+                self._state = Failed(data=self._error, message=f"{message}: {self._error}")
+            elif self._status == "Cached":
+                self._state = Completed(data=self._value, name="Cached", message=message)
+            else:
+                self._state = Completed(data=self._value, message=message)
+        return self._state
+
+    _final_state = _prefect_compat.final_state_property(_built_state)
+
     @property
     def state(self) -> State[Any]:
-        final = _prefect_compat.final_state_of(self)
+        final = self._built_state()
         return final if final is not None else Pending()
 
     def wait(self, timeout: float | None = None) -> None:
-        self._done.wait(timeout)
+        self._wait(timeout)
+
+    def _wait(self, timeout: float | None) -> bool:
+        if self._status is not None:
+            return True
+        with _LOCK:
+            if self._status is not None:
+                return True
+            if self._event is None:
+                self._event = threading.Event()
+            event = self._event
+        return event.wait(timeout)
 
     def result(self, timeout: float | None = None, raise_on_failure: bool = True) -> R:
-        if not self._done.wait(timeout):
+        if not self._wait(timeout):
             raise TimeoutError(f"Row {self.row} of task '{self.task_name}' is not done")
         if self._error is not None:
             if raise_on_failure:
@@ -64,38 +98,40 @@ class RowFuture(PrefectFuture[R], Generic[R]):
         return self._value  # type: ignore[no-any-return]
 
     def add_done_callback(self, fn: Callable[[PrefectFuture[R]], None]) -> None:
-        with self._lock:
-            if not self._done.is_set():
+        with _LOCK:
+            if self._status is None:
                 self._callbacks.append(fn)
                 return
         fn(self)
 
     def done(self) -> bool:
-        return self._done.is_set()
+        return self._status is not None
 
     def set_result(self, value: R) -> None:
         self._value = value
-        self._finish(Completed(data=value, message=self._message("Completed")))
+        self._finish("Completed")
 
     def set_cached(self, value: R, key: str) -> None:
         """Complete with a cached value; the id names the cached result under `key`."""
         self.attach(uuid.uuid5(_CACHED_IDS, key))
         self._value = value
-        self._finish(Completed(data=value, name="Cached", message=self._message("Cached")))
+        self._finish("Cached")
 
     def set_error(self, error: BaseException) -> None:
         self._error = error
-        self._finish(Failed(data=error, message=f"{self._message('Failed')}: {error}"))
+        self._finish("Failed")
 
     def _message(self, status: str) -> str:
         where = f"row {self.row} of " if self.row is not None else ""
         return f"{status}: {where}task '{self.task_name}' (Latent)"
 
-    def _finish(self, state: State[Any]) -> None:
-        _prefect_compat.set_final_state(self, state)
-        with self._lock:
-            self._done.set()
+    def _finish(self, status: str) -> None:
+        with _LOCK:
+            self._status = status
+            event, self._event = self._event, None
             callbacks, self._callbacks = self._callbacks, []
+        if event is not None:
+            event.set()
         for fn in callbacks:
             fn(self)
 

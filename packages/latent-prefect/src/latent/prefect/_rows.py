@@ -40,7 +40,7 @@ from latent.prefect import _execute, _prefect_compat, _shipped
 from latent.prefect._futures import RowFuture
 from latent.prefect._limits import Limits, retry_policy
 from latent.prefect._progress import RowProgress, progress_for
-from latent.prefect._summary import account
+from latent.prefect._summary import account, account_cached
 from latent.prefect._task_cache import UNCACHED, Probe, TaskCache, cache_for
 from prefect import Task
 from prefect.cache_policies import NO_CACHE
@@ -204,7 +204,6 @@ def _answer_from_cache(map_run: MapRun, calls: list[dict[str, Any]]) -> list[Row
                 continue
             probe = cache.probe(spec, call, map_run.run.catalog, look=not refresh)
             if probe.hit:
-                account(spec.name, "Cached")
                 map_run.futures[index].set_cached(probe.value, probe.key or "")
                 map_run.progress.cached()
                 cached.append((index, _execute.row_id(call)))
@@ -213,6 +212,7 @@ def _answer_from_cache(map_run: MapRun, calls: list[dict[str, Any]]) -> list[Row
                 explained = True
                 _log_why(cache, spec, probe)
             pending.append(Row(index, call, probe))
+    account_cached(spec.name, len(cached))
     cached_rows(spec.name, cached, total=len(calls), span_type=spec.span_type)
     hits = len(calls) - len(pending)
     if hits:
@@ -386,11 +386,15 @@ class _RowRunner:
             return
         call = self._call(row)
         try:
-            for attempt in tenacity.Retrying(**self.policy):
-                with attempt, self.limits.slot(self.waiting):  # every attempt is a call
-                    final = attempt.retry_state.attempt_number >= self.attempts
-                    number = attempt.retry_state.attempt_number
-                    ran = _execute.run(call, self.cache, final=final, attempt=number)
+            if self.attempts == 1:  # no retries: tenacity's bookkeeping is most of a fast row
+                with self.limits.slot(self.waiting):
+                    ran = _execute.run(call, self.cache, final=True, attempt=1)
+            else:
+                for attempt in tenacity.Retrying(**self.policy):
+                    with attempt, self.limits.slot(self.waiting):  # every attempt is a call
+                        final = attempt.retry_state.attempt_number >= self.attempts
+                        number = attempt.retry_state.attempt_number
+                        ran = _execute.run(call, self.cache, final=final, attempt=number)
         except Exception as exc:
             finish(self._failed(row, exc))
             return
@@ -402,14 +406,18 @@ class _RowRunner:
             return
         call = self._call(row)
         try:
-            async for attempt in tenacity.AsyncRetrying(**self.policy):
-                with attempt:
-                    async with self.limits.aslot(self.waiting):  # every attempt is a call
-                        final = attempt.retry_state.attempt_number >= self.attempts
-                        number = attempt.retry_state.attempt_number
-                        ran = await _execute.run_async(
-                            call, self.cache, final=final, attempt=number
-                        )
+            if self.attempts == 1:  # as in `run_one`
+                async with self.limits.aslot(self.waiting):
+                    ran = await _execute.run_async(call, self.cache, final=True, attempt=1)
+            else:
+                async for attempt in tenacity.AsyncRetrying(**self.policy):
+                    with attempt:
+                        async with self.limits.aslot(self.waiting):  # every attempt is a call
+                            final = attempt.retry_state.attempt_number >= self.attempts
+                            number = attempt.retry_state.attempt_number
+                            ran = await _execute.run_async(
+                                call, self.cache, final=final, attempt=number
+                            )
         except Exception as exc:
             finish(self._failed(row, exc))
             return

@@ -2,8 +2,9 @@
 
 `account` is called once per finished call (a task run, a mapped row, a cache hit): it records
 the call's metrics on the flow's MLflow run and adds it to the summary of the `latent run`
-collecting in this context. The summary groups calls per flow, task and status, with the p50
-and p95 latency of the calls that ran.
+collecting in this context; `account_cached` does it for a map's cached rows at once. The
+summary groups calls per flow, task and status, with the p50 and p95 latency of the calls that
+ran.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 from latent.config import current_run
-from latent.observe import record_task
+from latent.observe import record_cache_hits, record_task
 
 STATUSES = ("Completed", "Cached", "Failed")
 
@@ -60,6 +61,14 @@ class RunSummary:
             if row is None:
                 row = self._rows[(flow, task, status)] = TaskRecord(flow, task, status)
             row.durations.append(duration_s)
+
+    def add_many(self, flow: str | None, task: str, status: str, count: int) -> None:
+        """`count` calls that cost nothing to time (cache hits)."""
+        with self._lock:
+            row = self._rows.get((flow, task, status))
+            if row is None:
+                row = self._rows[(flow, task, status)] = TaskRecord(flow, task, status)
+            row.durations.extend([0.0] * count)
 
     def grouped(self) -> list[TaskRecord]:
         """One row per (flow, task, status), in first-seen order."""
@@ -109,3 +118,15 @@ def account(
         return
     run = current_run()
     summary.add(run.flow if run else None, task, status, duration_s)
+
+
+def account_cached(task: str, count: int) -> None:
+    """Record `count` cache hits of one task at once: a map's cached rows (see `account`)."""
+    if count <= 0:
+        return
+    record_cache_hits(task, count)
+    summary = _summary.get()
+    if summary is None:
+        return
+    run = current_run()
+    summary.add_many(run.flow if run else None, task, "Cached", count)
