@@ -224,6 +224,7 @@ class FlowRunHandle:
         self._steps: dict[str, int] = {}
         self._cache_counts: dict[str, list[int]] = {}  # task -> [hits, misses]
         self._last_flush = time.monotonic()
+        self._flush_queued = False  # a send is waiting on the background thread
         self._root: SpanNode | None = None
         self._open_spans: list[SpanNode] = []
         self._pending: list[SpanNode] = []
@@ -483,13 +484,24 @@ class FlowRunHandle:
         self._flush_if_due()
 
     def _flush_if_due(self) -> None:
+        """Send the buffer on the background thread when due: a row (or the event loop of
+        thousands of async rows) must not wait on a store write."""
+        if not self.ready:
+            return
         with self._lock:
-            due = (
+            due = not self._flush_queued and (
                 len(self._metrics) >= FLUSH_EVERY_RECORDS
                 or time.monotonic() - self._last_flush >= FLUSH_EVERY_SECONDS
             )
-        if due and self.ready:
-            self.flush()
+            if due:
+                self._flush_queued = True
+        if due:
+            self.submit("send metrics", self._flush_queued_batch)
+
+    def _flush_queued_batch(self, _backend: Backend, _run_id: str) -> None:
+        with self._lock:
+            self._flush_queued = False
+        self.flush()
 
     def _append(self, key: str, value: float, timestamp: int) -> None:
         step = self._steps.get(key, 0)
