@@ -13,7 +13,8 @@ Every number is the wall time of a whole process, start to exit, median of `--re
 2. A fully cached `latent run answer metrics` of examples/qa-eval (a copy, MLflow on). Goal:
    <= 2.5 s.
 3. Invalid configuration to its error: a YAML syntax error in parameters.yaml, and a typed-config
-   error (which needs the flow file, hence Prefect, imported). Goal: <= 1.5 s.
+   error (which needs the flow file imported; its `@flow`/`@task` wait for Prefect until the
+   checks pass). Goal: <= 1.5 s.
 
 Then where the time of an import goes (`python -X importtime`, the largest packages). Everything
 runs in a temporary directory with its own Latent state directory (its managed server is stopped
@@ -194,8 +195,8 @@ def main() -> None:
         python_alone = _median([sys.executable, "-c", "pass"], project, env, n)
         prefect_import = _median([sys.executable, "-c", "import prefect"], project, env, n)
         cached = _median([latent, "run", "answer", "metrics"], example, env, n)
-        syntax = _median([latent, "run", "broken"], project, env, n, expect=2)
-        typed = _median([latent, "run", "typed"], project, env, n, expect=2)
+        syntax = _median([latent, "run", "broken"], project, env, n, expect=1)
+        typed = _median([latent, "run", "typed"], project, env, n, expect=1)
         profile = _import_profile(env, project)
     finally:
         subprocess.run([latent, "server", "stop"], cwd=scratch, env=env, capture_output=True)
@@ -230,7 +231,7 @@ def main() -> None:
     ok = statistics.median(typed) <= 1.5
     print(
         _row(
-            "invalid config to error: typed config (imports Prefect)",
+            "invalid config to error: typed config (flow file, no Prefect)",
             typed,
             f"<= 1.5 s  {'met' if ok else 'NOT met'}",
         )

@@ -16,7 +16,7 @@ from latent.prefect import _importpath
 
 __version__ = "0.1.0"
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # `flow` and `task` as type checkers see them: with their full signatures
     from latent.cache import checkpoint, clear_checkpoints
     from latent.config import get_config, params
     from latent.observe import (
@@ -35,6 +35,9 @@ if TYPE_CHECKING:
     from prefect import unmapped
 
 # public name -> module that defines it
+# Modules that a flow file's usual imports (`flow`, `task`, `params`, `logger`, ...) need, none of
+# which imports Prefect: `latent run` checks the configuration before Prefect is imported.
+_LIGHT = ("latent.prefect._deferred", "latent.config", "latent.observe", "latent.cache")
 _WHERE = {
     "CachedFuture": "latent.prefect._futures",
     "LatentFlow": "latent.prefect._flow",
@@ -43,7 +46,7 @@ _WHERE = {
     "TaskExecutionError": "latent.observe",
     "checkpoint": "latent.cache",
     "clear_checkpoints": "latent.cache",
-    "flow": "latent.prefect._flow",
+    "flow": "latent.prefect._deferred",
     "get_config": "latent.config",
     "get_flow_logger": "latent.observe",
     "log_artifact": "latent.observe",
@@ -53,7 +56,7 @@ _WHERE = {
     "log_table": "latent.observe",
     "logger": "latent.observe",
     "params": "latent.config",
-    "task": "latent.prefect._task",
+    "task": "latent.prefect._deferred",
     "unmapped": "prefect",
 }
 
@@ -83,11 +86,16 @@ __all__ = [
 def __getattr__(name: str) -> Any:
     if name not in _WHERE:
         raise AttributeError(f"module 'latent.prefect' has no attribute {name!r}")
-    # The first public name loads them all, as an eager import did: importing `_flow` and `_task`
-    # also installs what they set up (e.g. how latent-cache names project modules).
     # A flow file run as a script, or a notebook under the project, then imports the project's
     # own modules (`from flows.common import x`) as under `latent run`.
     _importpath.add_project_of_main()
+    # `_runtime` installs how latent-cache names project modules (cache keys depend on it).
+    importlib.import_module("latent.prefect._runtime")
+    if _WHERE[name] in _LIGHT:
+        globals()[name] = getattr(importlib.import_module(_WHERE[name]), name)
+        return globals()[name]
+    # Any other name loads them all, as an eager import did (importing `_flow` and `_task`
+    # also installs what they set up).
     for public, module in _WHERE.items():
         globals()[public] = getattr(importlib.import_module(module), public)
     return globals()[name]

@@ -12,10 +12,8 @@ import difflib
 import functools
 import inspect
 import sys
-import warnings
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import ExitStack
-from dataclasses import dataclass
 from typing import Any, Generic, ParamSpec, TypeVar
 
 from pydantic import BaseModel
@@ -33,25 +31,17 @@ from latent.prefect import (
     _shipped,
     _startup,
 )
+from latent.prefect._flow_spec import FlowSpec
+from latent.prefect._flow_spec import make_run as _make_run
+from latent.prefect._flow_spec import make_spec as _make_spec
 from latent.prefect._runtime import optional_parameter, resolved_signature
 from latent.prefect._task_cache import cache_for, cache_session
-from latent.prefect.errors import FlowDefinitionError, FlowOutputError
+from latent.prefect.errors import FlowOutputError
 from latent.registry import TaskRegistry
 from prefect import Flow
 
 P = ParamSpec("P")
 R = TypeVar("R")
-
-
-@dataclass(frozen=True)
-class FlowSpec:
-    """What `@flow(...)` was given."""
-
-    name: str
-    fn: Callable[..., Any]
-    input: tuple[str, ...]
-    output: tuple[str, ...]
-    config_schema: type[BaseModel] | None
 
 
 def flow(
@@ -68,41 +58,14 @@ def flow(
 
     def decorate(fn: Callable[P, R]) -> LatentFlow[P, R]:
         spec = _make_spec(fn, name or fn.__name__, input, output, config_schema)
-        return LatentFlow(fn=_body(spec), name=spec.name, spec=spec, **flow_kwargs)
+        return build_flow(spec, flow_kwargs)
 
     return decorate
 
 
-def _make_spec(
-    fn: Callable[..., Any],
-    name: str,
-    input: Sequence[str] | None,
-    output: Sequence[str] | None,
-    config_schema: type[BaseModel] | None,
-) -> FlowSpec:
-    if isinstance(input, str) or isinstance(output, str):
-        raise FlowDefinitionError(
-            f"@flow('{name}'): input= and output= take lists of dataset names, "
-            f"e.g. input=['{input or output}']"
-        )
-    if config_schema is not None and not (
-        isinstance(config_schema, type) and issubclass(config_schema, BaseModel)
-    ):
-        raise FlowDefinitionError(
-            f"@flow('{name}'): config_schema must be a pydantic BaseModel class, "
-            f"got {config_schema!r}"
-        )
-    inputs = tuple(input or ())
-    n_params = len(inspect.signature(fn).parameters)
-    if len(inputs) > n_params:
-        warnings.warn(
-            f"@flow('{name}'): {len(inputs)} input datasets but {fn.__name__}() takes "
-            f"{n_params} parameter(s); inputs are passed positionally, one parameter each, so "
-            f"{list(inputs[n_params:])} will not be loaded. Add parameters to receive them.",
-            UserWarning,
-            stacklevel=3,
-        )
-    return FlowSpec(name, fn, inputs, tuple(output or ()), config_schema)
+def build_flow(spec: FlowSpec, flow_kwargs: dict[str, Any]) -> LatentFlow[Any, Any]:
+    """The Prefect flow of a spec (`@flow`, and `_deferred` once Prefect may be imported)."""
+    return LatentFlow(fn=_body(spec), name=spec.name, spec=spec, **flow_kwargs)
 
 
 def _body(spec: FlowSpec) -> Callable[..., Any]:
@@ -200,36 +163,6 @@ def _run_tags(spec: FlowSpec) -> dict[str, str]:
     if source:
         tags["mlflow.source.name"] = source
     return tags
-
-
-def _make_run(spec: FlowSpec, project: Project, *, nested: bool) -> RunConfig:
-    """Parameters merged and validated before any task runs.
-
-    A subflow defined beside its parent, with no `flows/<name>/` of its own, runs on the global
-    parameters and the shared catalog; a top-level flow without its directory is an error that
-    names the flows that exist (almost always a typo).
-    """
-    source = spec.name if not nested or project.has_flow(spec.name) else ""
-    overrides = _runtime.overrides_for(spec.name)
-    by_flow = {
-        name: found
-        for name in {*project.flow_names(), spec.name}
-        if (found := _runtime.overrides_for(name))
-    }
-    if spec.config_schema is None:
-        return RunConfig(
-            spec.name,
-            project.parameters(source, overrides),
-            None,
-            project,
-            project.catalog(source),
-            by_flow,
-        )
-    # What MLflow records and `params` reads: the validated values, defaults filled in.
-    typed = project.typed_parameters(source, spec.config_schema, overrides, name=spec.name)
-    return RunConfig(
-        spec.name, typed.model_dump(), typed, project, project.catalog(source), by_flow
-    )
 
 
 _warned_unread: set[tuple[str, tuple[str, ...]]] = set()

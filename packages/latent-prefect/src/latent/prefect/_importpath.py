@@ -12,6 +12,9 @@ import os
 import sys
 from pathlib import Path
 
+#: Modules `latent run` loads from flow files; no worker can import them by this name.
+FLOW_MODULE_PREFIX = "latent_flows."
+
 
 def add_project_root(root: str | Path) -> None:
     """Make the modules under `root` importable here and in the processes this one starts."""

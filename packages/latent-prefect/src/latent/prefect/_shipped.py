@@ -22,6 +22,7 @@ from typing import Any
 from latent.config import Project, RunConfig
 from latent.observe import TraceLink, trace_link
 from latent.prefect import _prefect_compat
+from latent.prefect._importpath import FLOW_MODULE_PREFIX
 from latent.prefect._summary import account
 from prefect.states import Completed, State
 
@@ -53,8 +54,6 @@ class ShippedRun:
         )
 
 
-#: Modules `latent run` loads from flow files; no worker can import them by this name.
-FLOW_MODULE_PREFIX = "latent_flows."
 _by_value: set[tuple[str, str]] = set()
 
 

@@ -94,10 +94,10 @@ def check_reachable() -> None:
 
 def check_flow(flow: LatentFlow[Any, Any], project: Project) -> None:
     """Raise the LatentConfigError a run of `flow` would: parameters, typed config, catalog."""
-    from latent.prefect._flow import _make_run
+    from latent.prefect._flow_spec import make_run
 
     if flow.spec is not None:
-        _make_run(flow.spec, project, nested=False)
+        make_run(flow.spec, project, nested=False)
 
 
 def prefect_settings_for_call(flow: LatentFlow[Any, Any], project: Project) -> dict[Any, Any]:

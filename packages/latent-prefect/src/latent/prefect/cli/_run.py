@@ -23,7 +23,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from latent.prefect._importpath import add_project_root
+from latent.prefect._importpath import FLOW_MODULE_PREFIX, add_project_root
 from latent.prefect.cli import _interrupt, _output
 from latent.prefect.cli._app import (
     ENV_HELP,
@@ -60,8 +60,19 @@ def flow_file(project: Project, name: str) -> Any:
 
 def load_flow(project: Project, name: str) -> LatentFlow[Any, Any]:
     """Import `flows/<name>/flow.py` and return its `@flow("<name>")`."""
-    from latent.prefect._flow import LatentFlow
-    from latent.prefect._shipped import FLOW_MODULE_PREFIX, ship_by_value
+    found = import_flow(project, name)
+    finish_import([name])
+    return found
+
+
+def import_flow(project: Project, name: str) -> Any:
+    """Import `flows/<name>/flow.py` without Prefect and return its `@flow("<name>")`.
+
+    Its flows and tasks are placeholders until `finish_import` (see `_deferred`): a flow's spec
+    is all `latent run` needs to check its configuration, and Prefect's import costs 1.5 s.
+    """
+    from latent.prefect._deferred import deferring
+    from latent.prefect._flow_spec import FlowSpec
 
     path = flow_file(project, name)
     add_project_root(project.root)
@@ -70,15 +81,28 @@ def load_flow(project: Project, name: str) -> LatentFlow[Any, Any]:
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     sys.modules[module_name] = module
-    spec.loader.exec_module(module)
-    # Worker processes (Dask, Ray) cannot import `latent_flows.<name>`: ship it by value.
-    ship_by_value(module_name)
+    with deferring():
+        spec.loader.exec_module(module)
     for value in vars(module).values():
-        if isinstance(value, LatentFlow) and value.name == name:
+        # vars(): asking a placeholder task for an attribute it lacks would build it
+        if isinstance(getattr(value, "__dict__", {}).get("spec"), FlowSpec) and value.name == name:
             return value
     raise FlowImportError(
         f"{path} defines no @flow('{name}'). The flow's name must match its directory name."
     )
+
+
+def finish_import(names: list[str]) -> None:
+    """Build the flows and tasks `import_flow` left as placeholders (this imports Prefect).
+
+    FlowImportError names the file and line of a decorator Prefect rejects.
+    """
+    from latent.prefect._deferred import materialize
+    from latent.prefect._shipped import ship_by_value
+
+    materialize()
+    for name in names:  # workers (Dask, Ray) cannot import `latent_flows.<name>`: by value
+        ship_by_value(f"{FLOW_MODULE_PREFIX}{name}")
 
 
 @app.command()
@@ -134,11 +158,10 @@ def run(
     ] = False,
 ) -> None:
     """Run one or more flows and print what each task did."""
-    from latent.prefect._selection import Selection
-
     _output.configure(verbose=verbose)
     show_traceback = traceback or verbose
-    selection = Selection.of(only, start, end)
+    # `_selection` imports Prefect: only when asked, so that a config error is reported first
+    selection = _selection_of(only, start, end) if only or start or end else None
     with _interrupt.handled():
         project, loaded, scoped = _prepare(flows, param or [], show_traceback)
         gate = _selection_gate(project, loaded, selection, show_traceback)
@@ -174,14 +197,13 @@ def _prepare(
     loaded = []
     for name, path in zip(names, paths, strict=True):
         try:
-            loaded.append((name, load_flow(project, name)))
+            loaded.append((name, import_flow(project, name)))
         except (FlowImportError, LatentConfigError) as exc:
             _fail(exc, show_traceback)
         except Exception as exc:
             _fail_import(path, exc, show_traceback)
     from latent.prefect._startup import check_flow
 
-    _output.install()  # Prefect, imported with the flow files, has set up its logging
     try:  # overrides and typed config need each flow's `config_schema`, hence its file
         # Each --param goes to the flows that have the key (or the one it names): latent-config.
         schemas = {name: f.spec.config_schema if f.spec else None for name, f in loaded}
@@ -191,7 +213,18 @@ def _prepare(
                 check_flow(flow_obj, project)
     except LatentConfigError as exc:
         _fail(exc, show_traceback, code=_config_exit_code(exc))
+    try:  # all checked: now Prefect (1.5 s of imports) and the flows and tasks for real
+        finish_import(names)
+    except (FlowImportError, LatentConfigError) as exc:
+        _fail(exc, show_traceback)
+    _output.install()  # Prefect, imported just now, has set up its logging
     return project, loaded, scoped
+
+
+def _selection_of(only: list[str] | None, start: str | None, end: str | None) -> Selection | None:
+    from latent.prefect._selection import Selection
+
+    return Selection.of(only, start, end)
 
 
 def _selection_gate(
