@@ -41,10 +41,13 @@ from latent.observe._summary import redact, summarize
 from latent.observe._tracking import (
     FlowRunHandle,
     current_run,
+    defer_run_end,
     flatten_params,
     flow_run,
     record_cache_hits,
     record_task,
+    wait_for_tracking,
+    warm_up_tracking,
 )
 from latent.observe.errors import SettingsError, TaskExecutionError
 
@@ -67,6 +70,7 @@ __all__ = [
     "continue_trace",
     "current_names",
     "current_run",
+    "defer_run_end",
     "flatten_params",
     "flow_run",
     "get_flow_logger",
@@ -91,4 +95,6 @@ __all__ = [
     "trace_link",
     "tracking_warnings",
     "validate_span_type",
+    "wait_for_tracking",
+    "warm_up_tracking",
 ]

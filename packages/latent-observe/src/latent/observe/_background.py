@@ -37,6 +37,11 @@ def submit(fn: Callable[[], T]) -> Future[T]:
     return future
 
 
+def started() -> bool:
+    """True once this process has handed the background thread work."""
+    return _thread is not None and _pid == os.getpid()
+
+
 def in_background() -> bool:
     """True on the background thread itself (which must never wait for its own queue)."""
     return threading.current_thread() is _thread

@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+import sys
 import threading
 import time
 import urllib.error
@@ -50,9 +51,20 @@ SPAN_EXPORT_DEFAULTS = {
 }
 
 
+#: True once Latent itself imported MLflow (before any user code did): see `user_imported`.
+_imported_by_latent = [False]
+
+
+def user_imported() -> bool:
+    """Whether code other than Latent's imported MLflow (it may open spans of its own)."""
+    return "mlflow" in sys.modules and not _imported_by_latent[0]
+
+
 def import_mlflow() -> Any:
     for name, value in SPAN_EXPORT_DEFAULTS.items():
         os.environ.setdefault(name, value)  # read when MLflow builds its tracer, after this
+    if "mlflow" not in sys.modules:
+        _imported_by_latent[0] = True
     try:
         import mlflow
     except ImportError as exc:
@@ -284,9 +296,14 @@ class Backend:
             span.record_exception(redacted_exception(error))
         span.end(outputs=outputs, end_time_ns=end_ns)
 
-    def flush_traces(self) -> None:
-        """Wait for MLflow's background trace writer, so a finished run can be read back."""
-        self.mlflow.flush_trace_async_logging()
+    def flush_traces(self, timeout_s: float = 120.0) -> bool:
+        """Wait (bounded) for MLflow's background trace writer, so a run's trace can be read."""
+        return _mlflow_compat.wait_trace_export(timeout_s)
+
+    @classmethod
+    def cached_uris(cls) -> list[str]:
+        with cls._cache_lock:
+            return list(cls._cache)
 
 
 def experiment_artifact_location(artifact_root: str | None, experiment: str) -> str | None:

@@ -6,7 +6,10 @@ functions here degrade (a span not nested, a run not made active) rather than br
 
 from __future__ import annotations
 
+import atexit
 import contextlib
+import threading
+import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -157,3 +160,79 @@ def forget_remote_trace(otel_trace_id: int) -> None:
     from mlflow.tracing.trace_manager import InMemoryTraceManager
 
     InMemoryTraceManager.get_instance().pop_trace(otel_trace_id)
+
+
+def _trace_export_queues() -> tuple[list[Any], list[Any]]:
+    """MLflow's batch span processors and the async write queues of their exporters.
+
+    Private APIs: ``mlflow.tracing.processor.base_mlflow._batch_processor_registry`` (every
+    processor that batches spans, under ``_batch_processor_registry_lock``), each processor's
+    ``span_exporter``, ``mlflow.tracing.provider._get_trace_exporter`` (the exporter when spans
+    are not batched) and an exporter's ``_async_queue`` (an ``AsyncTraceExportQueue``).
+    """
+    from mlflow.tracing.processor import base_mlflow
+    from mlflow.tracing.provider import _get_trace_exporter
+
+    with base_mlflow._batch_processor_registry_lock:
+        processors = list(base_mlflow._batch_processor_registry)
+    exporters = [getattr(p, "span_exporter", None) for p in processors] + [_get_trace_exporter()]
+    queues: list[Any] = []
+    for exporter in exporters:
+        found = getattr(exporter, "_async_queue", None)
+        if found is not None and all(found is not known for known in queues):
+            queues.append(found)
+    return processors, queues
+
+
+def wait_trace_export(timeout_s: float) -> bool:
+    """Wait, at most `timeout_s`, until every ended span is written; True if all were.
+
+    `mlflow.flush_trace_async_logging` stops the writer threads and starts them again, which
+    costs up to a second per call (its consumer polls its queue once a second) and has no
+    bound when the store hangs. This waits on the queue itself: spans handed to the batch
+    processors are pushed on (OpenTelemetry's public ``force_flush``), then each async queue's
+    ``queue.Queue`` (private ``_queue``) is waited on until its ``unfinished_tasks`` is 0.
+    Falls back to MLflow's flush, in a thread joined with the bound, if these moved.
+    """
+    deadline = time.monotonic() + timeout_s
+    try:
+        processors, queues = _trace_export_queues()
+        inner = [queue._queue for queue in queues]
+    except Exception:
+        return _public_flush(timeout_s)
+    for processor in processors:
+        remaining_ms = max(0, int((deadline - time.monotonic()) * 1000))
+        with contextlib.suppress(Exception):
+            processor.force_flush(remaining_ms)
+    for waiting in inner:
+        with waiting.all_tasks_done:
+            done = waiting.all_tasks_done.wait_for(
+                lambda q=waiting: q.unfinished_tasks == 0,
+                timeout=max(0.0, deadline - time.monotonic()),
+            )
+        if not done:
+            return False
+    return True
+
+
+def _public_flush(timeout_s: float) -> bool:
+    import mlflow
+
+    flusher = threading.Thread(
+        target=mlflow.flush_trace_async_logging, name="latent-mlflow-flush", daemon=True
+    )
+    flusher.start()
+    flusher.join(timeout_s)
+    return not flusher.is_alive()
+
+
+def skip_exit_flush() -> None:
+    """Drop MLflow's own at-exit flush of its trace queues (private ``_at_exit_callback``).
+
+    Latent drains them itself with a bound (`_tracking.drain`); MLflow's flush has none, so a
+    tracking server that stopped answering would hold the process's exit for minutes, and it
+    logs "Flushing the async trace logging queue..." on every exit.
+    """
+    with contextlib.suppress(Exception):
+        for queue in _trace_export_queues()[1]:
+            atexit.unregister(queue._at_exit_callback)

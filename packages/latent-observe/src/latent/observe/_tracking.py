@@ -11,10 +11,15 @@ State lives in context variables, so concurrent flows do not see each other and 
 threads (which copy the context) see their flow. A plain ``ThreadPoolExecutor`` does not copy
 it: a thread with no context of its own falls back to the process's single active flow run.
 Every MLflow problem becomes one warning per top-level flow run; the flow body always runs.
+
+A flow's end waits for its MLflow run to be ended, unless runs end in the background
+(`defer_run_end`, what `latent run` does): the next flow starts while the last one's metrics,
+end and spans are written, and `wait_for_tracking` (at exit, bounded) waits for all of them.
 """
 
 from __future__ import annotations
 
+import atexit
 import functools
 import getpass
 import importlib.metadata
@@ -50,6 +55,10 @@ FLUSH_EVERY_RECORDS = 1000
 FLUSH_EVERY_SECONDS = 30.0
 #: How long anything waits for a run to open (importing MLflow on a loaded machine: ~10 s).
 OPEN_WAIT_S = 120.0
+#: How long a process's exit waits for its last MLflow writes (env var: seconds).
+EXIT_WAIT_ENV = "LATENT_MLFLOW_EXIT_TIMEOUT"
+EXIT_WAIT_S = 15.0
+_defer_end = [False]
 
 _METRIC_UNSAFE = re.compile(r"[^\w\-. /:]")
 _span_lock = threading.RLock()  # guards pending spans and their replay
@@ -217,7 +226,8 @@ class FlowRunHandle:
         self._backend: Backend | None = None
         self._failed = False
         self._warned = False  # meaningful on the top-level run only
-        self._ended = False
+        self._ended = False  # the flow left its run: nothing more is recorded into it
+        self._finished = False  # its MLflow run was ended
         self._opened: Future[None] = Future()
         self._lock = threading.Lock()
         self._metrics: list[tuple[str, float, int, int]] = []
@@ -253,7 +263,7 @@ class FlowRunHandle:
             self._opened.result(timeout=timeout_s)
         except Exception:
             return False
-        return self._backend is not None and not self._ended
+        return self._backend is not None and not self._finished
 
     @property
     def run_id(self) -> str | None:
@@ -268,7 +278,7 @@ class FlowRunHandle:
     @property
     def active(self) -> bool:
         """True while MLflow records this run (False when disabled, unavailable or failed)."""
-        return self.wait_ready() and self._backend is not None and not self._ended
+        return self.wait_ready() and self._backend is not None and not self._finished
 
     @property
     def backend(self) -> Backend | None:
@@ -420,6 +430,18 @@ class FlowRunHandle:
             self._ops = [op for op in self._ops if not op.done()]
             self._ops.append(future)
 
+    def when_open(self, fn: Callable[[FlowRunHandle], Any]) -> None:
+        """Call `fn(self)` once the run is open (recorded or not), before it ends.
+
+        On the background thread when runs end there (`defer_run_end`): the flow never waits
+        for MLflow; else here, after waiting for the opening. `fn` handles its own errors.
+        """
+        if _defer_end[0]:
+            _background.submit(lambda: fn(self))
+            return
+        self.wait_ready()
+        fn(self)
+
     def wait_ops(self, timeout_s: float = OPEN_WAIT_S) -> None:
         with self._lock:
             ops = list(self._ops)
@@ -558,19 +580,115 @@ class FlowRunHandle:
     # -- closing -----------------------------------------------------------------------------
 
     def close(self, *, failed: bool) -> None:
-        """Wait for the opening and queued work (bounded), send metrics, end the run."""
+        """Send the metrics left and end the run (FINISHED / FAILED).
+
+        Here, after the opening and queued work (bounded), when runs end in the foreground;
+        else queued behind them on the background thread (`defer_run_end`).
+        """
+        self._ended = True
+        _exit_wait_last()
+        if _defer_end[0]:
+            _background.submit(lambda: self._finish(failed, traces=False))
+            return
         self.wait_ready()
         self.wait_ops()
+        self._finish(failed, traces=self.parent is None)
+
+    def _finish(self, failed: bool, *, traces: bool) -> None:
         backend, run_id = self._backend, self._run_id
-        if backend is not None and run_id is not None:
-            self.flush()
-            try:
-                backend.end_run(run_id, failed=failed)
-                if self.parent is None:
-                    backend.flush_traces()
-            except Exception as exc:
-                self.degrade(f"MLflow could not end run {run_id} ({exc})")
-        self._ended = True
+        try:
+            if backend is not None and run_id is not None:
+                self.flush()
+                try:
+                    backend.end_run(run_id, failed=failed)
+                    if traces:
+                        backend.flush_traces()
+                except Exception as exc:
+                    self.degrade(f"MLflow could not end run {run_id} ({exc})")
+        finally:
+            self._finished = True
+
+
+def defer_run_end(defer: bool = True) -> None:
+    """End flow runs' MLflow runs in the background, so that a flow's end never waits for MLflow.
+
+    For a process that runs flows one after another (`latent run a b`): the next flow starts
+    while the last run's metrics, end and spans are written; `wait_for_tracking` (called at
+    exit, bounded) waits for them. Off by default: a flow called from a script or notebook
+    returns with its run ended and readable.
+    """
+    _defer_end[0] = defer
+
+
+def wait_for_tracking(timeout_s: float | None = None, *, exiting: bool = False) -> bool:
+    """Wait until this process's MLflow writes are done (runs ended, spans written); bounded.
+
+    `timeout_s` defaults to ``LATENT_MLFLOW_EXIT_TIMEOUT`` (else 15 s). A store that does not
+    take the writes in time (a tracking server that stopped answering) gives one warning, and
+    the process goes on: those runs are marked failed by the next run of the project.
+    `exiting` also drops MLflow's own at-exit flush, which has no bound. True if all was done.
+    """
+    if not _background.started() and "mlflow" not in sys.modules:
+        return True
+    bound = _exit_wait_s() if timeout_s is None else timeout_s
+    deadline = time.monotonic() + bound
+    done = True
+    if _background.started() and not _background.in_background():
+        try:
+            _background.submit(lambda: None).result(timeout=bound)
+        except Exception:
+            done = False
+    if done and "mlflow" in sys.modules:
+        done = _mlflow_compat.wait_trace_export(max(0.0, deadline - time.monotonic()))
+    if exiting and "mlflow" in sys.modules:
+        _mlflow_compat.skip_exit_flush()
+    if not done and not _exit_warned:
+        _exit_warned.append(True)
+        stores = ", ".join(sorted(_mlflow.Backend.cached_uris())) or "MLflow"
+        emit_warning(
+            f"MLflow: {stores} did not take this process's last writes within {bound:g} s; "
+            "the flow runs' MLflow runs may miss spans or metrics and show RUNNING until the "
+            f"next run marks them FAILED (set {EXIT_WAIT_ENV} to wait longer)"
+        )
+    return done
+
+
+_exit_warned: list[bool] = []
+
+
+def warm_up_tracking() -> None:
+    """Import MLflow and open the configured store now, in the background (never waits).
+
+    `latent run` calls this once the configuration is checked, so that MLflow's start-up
+    (seconds) overlaps Prefect's instead of following the first flow. A problem here is left
+    for the first flow run to report.
+    """
+    if not tracking_enabled():
+        return
+    settings = current_settings()
+
+    def open_store() -> None:
+        with suppress(Exception):
+            connect(settings.tracking_uri, settings.connect_timeout_s)
+
+    _background.submit(open_store)
+
+
+def _exit_wait_s() -> float:
+    try:
+        return max(0.0, float(os.environ.get(EXIT_WAIT_ENV, "") or EXIT_WAIT_S))
+    except ValueError:
+        return EXIT_WAIT_S
+
+
+def _at_exit() -> None:
+    wait_for_tracking(exiting=True)
+
+
+def _exit_wait_last() -> None:
+    """(Re-)register the at-exit wait so that it runs before MLflow's own at-exit flush."""
+    atexit.unregister(_at_exit)
+    atexit.register(_at_exit)
 
 
 def connect(tracking_uri: str | None, timeout_s: float) -> Backend:
@@ -639,6 +757,7 @@ def flow_run(
     params: Mapping[str, Any] | None = None,
     *,
     tags: Mapping[str, str] | None = None,
+    code: Callable[..., Any] | None = None,
 ) -> Iterator[FlowRunHandle]:
     """Record the enclosed flow body as an MLflow run with a root span named after the flow.
 
@@ -648,6 +767,8 @@ def flow_run(
     ``mlflow.source.name`` path also locates the git commit). The run opens in the background
     (the body does not wait for MLflow); metrics are flushed and the run ended (FINISHED /
     FAILED) on exit. Any MLflow problem gives one warning and the body still runs.
+    `code`, the flow's function: when it uses MLflow itself, the body waits for the run to
+    open so that its own MLflow spans nest under the flow's.
     """
     parent, parent_span, _ = resolve()
     handle = FlowRunHandle(flow_name, parent)
@@ -661,8 +782,10 @@ def flow_run(
         root_of=handle,
     )
     handle._root = root
-    handle.nest_user_spans = "mlflow" in sys.modules or (
-        parent is not None and parent.nest_user_spans
+    handle.nest_user_spans = (
+        _mlflow.user_imported()
+        or (code is not None and _mentions_mlflow(code))
+        or (parent is not None and parent.nest_user_spans)
     )
     root.start()
     handle.open(params, tags, root)
@@ -684,6 +807,16 @@ def flow_run(
         handle._root = None
         root.end(handle._outputs, error)
         handle.close(failed=error is not None)
+
+
+def _mentions_mlflow(code: Callable[..., Any]) -> bool:
+    """Whether `code`'s module refers to MLflow (``import mlflow``, ``from mlflow import x``)."""
+    for value in getattr(code, "__globals__", {}).values():
+        name = getattr(value, "__name__", None) if isinstance(value, type(sys)) else None
+        name = name or getattr(value, "__module__", None)
+        if isinstance(name, str) and (name == "mlflow" or name.startswith("mlflow.")):
+            return True
+    return False
 
 
 @contextmanager

@@ -126,7 +126,7 @@ class _FlowCall:
         )
         stack.enter_context(cache_session())
         self.tracked = stack.enter_context(
-            flow_run(spec.name, run.parameters, tags=_run_tags(spec))
+            flow_run(spec.name, run.parameters, tags=_run_tags(spec), code=spec.fn)
         )
         self.reads = stack.enter_context(track_param_reads())
         stack.enter_context(_lineage.tracking())

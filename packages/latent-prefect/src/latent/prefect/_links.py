@@ -103,33 +103,78 @@ def publish_run_links(
 ) -> None:
     """The Prefect flow run's markdown artifact: MLflow run and trace links, merged parameters.
 
+    Written once the MLflow run is open (`FlowRunHandle.when_open`): under `latent run` that is
+    on the background thread, so the flow's end does not wait for MLflow; the artifact then
+    names the flow run explicitly and uses the Prefect settings of the flow's call.
     Observability never breaks a flow: a failure here is one warning.
     """
     try:
-        from prefect.artifacts import create_markdown_artifact
-        from prefect.context import FlowRunContext
+        from prefect.context import FlowRunContext, SettingsContext
 
-        if FlowRunContext.get() is None:
+        context = FlowRunContext.get()
+        flow_run = getattr(context, "flow_run", None)
+        if flow_run is None:
             return
-        markdown = run_links_markdown(project, flow_name, handle, parameters)
-        _remember(project, flow_name, handle)
-        key = re.sub(r"[^a-z0-9-]+", "-", f"{flow_name.lower()}-run").strip("-")
-        create_markdown_artifact(
-            markdown, key=key, description=f"MLflow run and parameters of flow '{flow_name}'"
-        )
+        entry = {"flow": flow_name}
+        prefect_url = prefect_tags().get("prefect.flow_run.url")
+        if prefect_url:
+            entry["prefect_url"] = prefect_url
+        _recent.append(entry)
+        settings = SettingsContext.get()
+        call = _Publication(project, flow_name, parameters, flow_run.id, entry, settings)
+        handle.when_open(call.publish)
     except Exception as exc:
         logger.warning(f"Could not link flow '{flow_name}' to its MLflow run in Prefect: {exc}")
 
 
-def _remember(project: Project, flow_name: str, handle: FlowRunHandle) -> None:
-    entry = {"flow": flow_name}
-    if handle.active and handle.run_id and handle.experiment_id:
-        base = mlflow_ui_url(project)
-        entry["mlflow_run_url"] = mlflow_run_url(base, handle.experiment_id, handle.run_id)
-    prefect_url = prefect_tags().get("prefect.flow_run.url")
-    if prefect_url:
-        entry["prefect_url"] = prefect_url
-    _recent.append(entry)
+class _Publication:
+    """What `publish_run_links` writes once the MLflow run is open (maybe in another thread)."""
+
+    def __init__(
+        self,
+        project: Project,
+        flow_name: str,
+        parameters: Mapping[str, Any],
+        flow_run_id: Any,
+        entry: dict[str, str],
+        settings: Any,
+    ) -> None:
+        self.project, self.flow_name, self.parameters = project, flow_name, parameters
+        self.flow_run_id, self.entry, self.settings = flow_run_id, entry, settings
+
+    def publish(self, handle: FlowRunHandle) -> None:
+        try:
+            if handle.active and handle.run_id and handle.experiment_id:
+                base = mlflow_ui_url(self.project)
+                url = mlflow_run_url(base, handle.experiment_id, handle.run_id)
+                self.entry["mlflow_run_url"] = url
+            markdown = run_links_markdown(self.project, self.flow_name, handle, self.parameters)
+            self._create_artifact(markdown)
+        except Exception as exc:
+            logger.warning(
+                f"Could not link flow '{self.flow_name}' to its MLflow run in Prefect: {exc}"
+            )
+
+    def _create_artifact(self, markdown: str) -> None:
+        from prefect.client.orchestration import get_client
+        from prefect.client.schemas.actions import ArtifactCreate
+        from prefect.context import FlowRunContext, SettingsContext
+
+        key = re.sub(r"[^a-z0-9-]+", "-", f"{self.flow_name.lower()}-run").strip("-")
+        artifact = ArtifactCreate(
+            type="markdown",
+            key=key,
+            description=f"MLflow run and parameters of flow '{self.flow_name}'",
+            data=markdown,
+            flow_run_id=self.flow_run_id,
+        )
+        if FlowRunContext.get() is not None:  # in the flow's own context: its client
+            get_client(sync_client=True).create_artifact(artifact)
+            return
+        settings = self.settings
+        scope = SettingsContext(profile=settings.profile, settings=settings.settings)
+        with scope, get_client(sync_client=True) as client:
+            client.create_artifact(artifact)
 
 
 def run_links_markdown(

@@ -22,15 +22,67 @@ _chosen: list[str] = []  # the API URL this process itself put in PREFECT_API_UR
 
 #: Defaults that keep a run quiet and off the network (each can be set otherwise by the user).
 QUIET_DEFAULTS = {
-    "DO_NOT_TRACK": "1",  # Prefect's (and MLflow's) client telemetry
+    "DO_NOT_TRACK": "1",  # Prefect's client telemetry
+    "MLFLOW_DISABLE_TELEMETRY": "true",  # MLflow's (it reads DO_NOT_TRACK only as "true")
     "PREFECT_SERVER_ANALYTICS_ENABLED": "false",  # an ephemeral server's analytics
+    # MLflow's and alembic's INFO lines ("Flushing the async trace logging queue...", schema
+    # migrations) are for debugging: `latent run -v` shows them (see `verbose_logging`)
+    "MLFLOW_LOGGING_LEVEL": "WARNING",
 }
+_MLFLOW_LOGGERS = ("mlflow", "alembic")
 
 
 def quiet_defaults() -> None:
     """Turn telemetry off unless the user chose otherwise (before Prefect reads its settings)."""
     for name, value in QUIET_DEFAULTS.items():
         os.environ.setdefault(name, value)
+
+
+def verbose_logging() -> None:
+    """`-v`: MLflow's INFO lines again, unless the user set their level themselves."""
+    if os.environ.get("MLFLOW_LOGGING_LEVEL") == QUIET_DEFAULTS["MLFLOW_LOGGING_LEVEL"]:
+        os.environ["MLFLOW_LOGGING_LEVEL"] = "INFO"
+
+
+def quiet_mlflow_loggers() -> None:
+    """MLflow's and alembic's loggers at WARNING unless `-v` (or the user) asked for more."""
+    import logging
+
+    level = os.environ.get("MLFLOW_LOGGING_LEVEL", "").upper()
+    if level == QUIET_DEFAULTS["MLFLOW_LOGGING_LEVEL"]:
+        for name in _MLFLOW_LOGGERS:
+            logger = logging.getLogger(name)
+            if logger.level in (logging.NOTSET, logging.INFO):
+                logger.setLevel(logging.WARNING)
+
+
+def warm_up_tracking(project: Project) -> None:
+    """For `latent run`: MLflow imported and the store opened in the background from now on,
+    and each flow run's MLflow run ended in the background (the next flow does not wait).
+
+    Called once the configuration is checked, before the flow files are imported: MLflow's
+    start-up (seconds) then overlaps Prefect's. `latent run` waits, bounded, at its end
+    (`latent.observe.wait_for_tracking`).
+    """
+    from latent.observe import defer_run_end
+    from latent.observe import warm_up_tracking as warm_up
+    from latent.prefect._runtime import prepare
+
+    quiet_mlflow_loggers()
+    prepare(project)
+    defer_run_end()
+    warm_up()
+
+
+def finish_tracking() -> None:
+    """The end of `latent run`: wait (bounded) for the MLflow writes `warm_up_tracking` let run
+    in the background; flow runs called later in this process end in the foreground again."""
+    from latent.observe import defer_run_end, wait_for_tracking
+
+    try:
+        wait_for_tracking(exiting=True)
+    finally:
+        defer_run_end(False)
 
 
 def choose_server(project: Project, *, announce: bool = True) -> str | None:
@@ -142,7 +194,11 @@ __all__ = [
     "check_flow",
     "check_reachable",
     "choose_server",
+    "finish_tracking",
     "prefect_settings_for_call",
     "quiet_defaults",
+    "quiet_mlflow_loggers",
     "ui_url_of_flow_run",
+    "verbose_logging",
+    "warm_up_tracking",
 ]

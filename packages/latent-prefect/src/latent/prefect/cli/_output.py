@@ -36,6 +36,10 @@ _MLFLOW_CHATTER = ("mlflow.store.db.utils", "mlflow.tracing.export.async_export_
 def configure(*, verbose: bool) -> None:
     """Choose what the terminal shows for this run (call before the flows run)."""
     _verbose[0] = verbose
+    if verbose:
+        from latent.prefect._startup import verbose_logging
+
+        verbose_logging()
 
 
 def install() -> None:

@@ -163,20 +163,27 @@ def run(
     # `_selection` imports Prefect: only when asked, so that a config error is reported first
     selection = _selection_of(only, start, end) if only or start or end else None
     with _interrupt.handled():
-        project, loaded, scoped = _prepare(flows, param or [], show_traceback)
+        project, loaded, scoped = _prepare(
+            flows, param or [], show_traceback, warm_up=not dry_run
+        )
         gate = _selection_gate(project, loaded, selection, show_traceback)
         if dry_run:
             for name, flow_obj in loaded:
                 _dry_run_one(project, name, flow_obj, scoped, gate, show_traceback)
             return
         _serve(project, show_traceback)
-        for name, flow_obj in loaded:
-            _run_one(name, flow_obj, scoped, gate, show_traceback)
+        from latent.prefect._startup import finish_tracking
+
+        try:
+            for name, flow_obj in loaded:
+                _run_one(name, flow_obj, scoped, gate, show_traceback)
+        finally:
+            finish_tracking()  # the flows' MLflow runs, ended in the background (bounded)
     _print_where(project)
 
 
 def _prepare(
-    names: list[str], overrides: list[str], show_traceback: bool
+    names: list[str], overrides: list[str], show_traceback: bool, *, warm_up: bool = True
 ) -> tuple[Project, list[tuple[str, LatentFlow[Any, Any]]], dict[str, dict[str, Any]]]:
     """Every check a run needs before its server. Exits 2 on a mistake in the command line (an
     unknown flow, a bad --param), 1 on one in the project (configuration, a flow file that fails
@@ -194,6 +201,10 @@ def _prepare(
             project.catalog(name)
     except LatentConfigError as exc:
         _fail(exc, show_traceback)
+    if warm_up:  # MLflow's start-up overlaps the flow files' imports (not for --dry-run)
+        from latent.prefect._startup import warm_up_tracking
+
+        warm_up_tracking(project)
     loaded = []
     for name, path in zip(names, paths, strict=True):
         try:
