@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+import sqlite3
 import sys
 import threading
 import time
@@ -114,13 +115,75 @@ def bound_http_retries(tracking_uri: str) -> None:
             os.environ.setdefault(name, value)
 
 
+#: How long a process waits for another one that is creating the same SQLite store.
+STORE_SETUP_WAIT_S = 600.0
+#: How long a write to a SQLite store waits for another process's write (SQLite's default: 5 s;
+#: four runs writing spans at once on two cores need more).
+SQLITE_BUSY_TIMEOUT_MS = 60_000
+_sqlite_stores: set[str] = set()  # files whose connections get the busy timeout
+
+
+def sqlite_path(tracking_uri: str) -> Path | None:
+    """The file of a ``sqlite:///`` store (None for other stores and in-memory SQLite)."""
+    if not tracking_uri.startswith("sqlite:///"):
+        return None
+    path = unquote(urlparse(tracking_uri).path)
+    return Path(path) if path and path != "/:memory:" else None
+
+
 def ensure_sqlite_dir(tracking_uri: str) -> None:
     """Create the directory of a ``sqlite:///`` store: `.latent/` may not exist yet."""
-    if not tracking_uri.startswith("sqlite:///"):
+    path = sqlite_path(tracking_uri)
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+
+
+@contextlib.contextmanager
+def store_setup(tracking_uri: str) -> Iterator[None]:
+    """Around the first opening of a store in this process: safe when processes race.
+
+    MLflow creates (or migrates) a SQLite store's tables when it opens it; two processes doing
+    that at once on a fresh project fail ("table _alembic_tmp_... already exists"). The first
+    opening holds a file lock beside the database (``mlflow.db.lock``), switches the file to
+    WAL (readers never block the writer) and gives every connection a busy timeout of
+    `SQLITE_BUSY_TIMEOUT_MS`, so concurrent runs wait for each other instead of failing with
+    "database is locked". Other stores need none of this.
+    """
+    path = sqlite_path(tracking_uri)
+    if path is None:
+        yield
         return
-    path = unquote(urlparse(tracking_uri).path)
-    if path and path != "/:memory:":
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
+    from filelock import FileLock
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    _busy_timeout_for(path)
+    with FileLock(f"{path}.lock", timeout=STORE_SETUP_WAIT_S):
+        with contextlib.closing(sqlite3.connect(path, timeout=SQLITE_BUSY_TIMEOUT_MS / 1000)) as db:
+            db.execute("PRAGMA journal_mode=WAL")
+        yield
+
+
+def _busy_timeout_for(path: Path) -> None:
+    from sqlalchemy import event
+    from sqlalchemy.engine import Engine
+
+    with Backend._cache_lock:
+        first = not _sqlite_stores
+        _sqlite_stores.add(str(path.resolve()))
+    if first:
+        event.listen(Engine, "connect", _on_connect)
+
+
+def _on_connect(connection: Any, _record: Any) -> None:
+    """A new SQLite connection to one of Latent's stores waits for other writers."""
+    if not isinstance(connection, sqlite3.Connection):
+        return
+    try:
+        files = {row[2] for row in connection.execute("PRAGMA database_list")}
+        if files & _sqlite_stores:
+            connection.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}")
+    except sqlite3.Error:
+        pass  # the store itself reports real problems
 
 
 class Backend:
@@ -133,8 +196,8 @@ class Backend:
         bound_http_retries(tracking_uri)
         self.mlflow = import_mlflow()
         self.tracking_uri = tracking_uri
-        ensure_sqlite_dir(tracking_uri)
-        self.client = self.mlflow.MlflowClient(tracking_uri=tracking_uri)
+        with store_setup(tracking_uri):
+            self.client = self.mlflow.MlflowClient(tracking_uri=tracking_uri)
         self._experiments: dict[str, str] = {}
         self._lock = threading.Lock()
 
