@@ -34,3 +34,27 @@ def test_tracing_internals_exist() -> None:
     assert "is_remote_trace" in inspect.signature(InMemoryTraceManager.register_trace).parameters
     assert callable(InMemoryTraceManager.pop_trace)
     assert generate_mlflow_trace_id_from_otel_trace_id(1).startswith("tr-")
+
+
+def test_trace_export_queue_internals_exist(client: Any) -> None:
+    """`wait_trace_export` and `skip_exit_flush`: MLflow's batch processors, their exporters'
+    async queues (a `queue.Queue` counting unfinished tasks) and the queue's at-exit flush."""
+    import queue
+
+    from mlflow.tracing.processor import base_mlflow
+    from mlflow.tracing.provider import _get_trace_exporter
+
+    from latent.observe._mlflow_compat import _trace_export_queues, wait_trace_export
+
+    with flow_run("compat-queues"):
+        pass  # a trace was exported: the processors and queues exist
+    assert hasattr(base_mlflow._batch_processor_registry_lock, "acquire")
+    assert callable(_get_trace_exporter)
+    processors, queues = _trace_export_queues()
+    assert queues, "no async trace export queue found"
+    for found in queues:
+        assert isinstance(found._queue, queue.Queue)
+        assert callable(found._at_exit_callback)
+    for processor in processors:
+        assert callable(processor.force_flush)
+    assert wait_trace_export(30.0)

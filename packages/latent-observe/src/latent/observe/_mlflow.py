@@ -121,6 +121,7 @@ STORE_SETUP_WAIT_S = 600.0
 #: four runs writing spans at once on two cores need more).
 SQLITE_BUSY_TIMEOUT_MS = 60_000
 _sqlite_stores: set[str] = set()  # files whose connections get the busy timeout
+_sqlite_lock = threading.Lock()
 
 
 def sqlite_path(tracking_uri: str) -> Path | None:
@@ -167,7 +168,7 @@ def _busy_timeout_for(path: Path) -> None:
     from sqlalchemy import event
     from sqlalchemy.engine import Engine
 
-    with Backend._cache_lock:
+    with _sqlite_lock:
         first = not _sqlite_stores
         _sqlite_stores.add(str(path.resolve()))
     if first:

@@ -640,9 +640,13 @@ def wait_for_tracking(timeout_s: float | None = None, *, exiting: bool = False) 
             done = False
     if done and "mlflow" in sys.modules:
         done = _mlflow_compat.wait_trace_export(max(0.0, deadline - time.monotonic()))
-    if exiting and "mlflow" in sys.modules:
-        _mlflow_compat.skip_exit_flush()
-    if not done and not _exit_warned:
+    if exiting:
+        atexit.unregister(_at_exit)  # waited once; a flow run after this registers it again
+        if "mlflow" in sys.modules:
+            _mlflow_compat.skip_exit_flush()
+    if done:
+        _exit_warned.clear()  # a later stall is news again
+    elif not _exit_warned:
         _exit_warned.append(True)
         stores = ", ".join(sorted(_mlflow.Backend.cached_uris())) or "MLflow"
         emit_warning(

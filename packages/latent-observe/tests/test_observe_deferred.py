@@ -1,0 +1,80 @@
+"""Runs ended in the background (`defer_run_end`, what `latent run` does) and the bounded wait
+for them (`wait_for_tracking`), against a real MLflow SQLite store."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from latent.observe import (
+    _background,
+    defer_run_end,
+    flow_run,
+    record_task,
+    span,
+    tracking_warnings,
+    wait_for_tracking,
+)
+
+
+@pytest.fixture
+def deferred() -> Iterator[None]:
+    defer_run_end()
+    try:
+        yield
+    finally:
+        wait_for_tracking(30)
+        defer_run_end(False)
+
+
+def _hold_background() -> threading.Event:
+    """Keep the background thread busy until the returned event is set."""
+    release = threading.Event()
+    _background.submit(lambda: release.wait(60))
+    return release
+
+
+def test_a_flow_ends_without_waiting_for_its_run_to_be_written(client: Any, deferred: None) -> None:
+    with flow_run("warm"):  # MLflow imported and the store open: the next run is quick to open
+        pass
+    assert wait_for_tracking(60)
+    release = threading.Event()
+    try:
+        with flow_run("quick", {"n": 3}) as run:
+            assert run.wait_ready()
+            release = _hold_background()
+            with span("step"):
+                record_task("step", duration_s=0.1, success=True)
+        # the flow is over while the background thread could not end its run yet
+        assert not run.recording
+        assert client.get_run(run.run_id).info.status == "RUNNING"
+    finally:
+        release.set()
+    assert wait_for_tracking(60)
+    recorded = client.get_run(run.run_id)
+    assert recorded.info.status == "FINISHED"
+    assert recorded.data.params == {"n": "3"}
+    assert recorded.data.metrics["task.step.duration"] == 0.1
+    (trace,) = client.search_traces(locations=[run.experiment_id])
+    assert sorted(s.name for s in trace.data.spans) == ["quick", "step"]
+
+
+def test_the_wait_at_the_end_is_bounded_and_warns_once(client: Any, deferred: None) -> None:
+    release = threading.Event()
+    try:
+        with flow_run("stuck") as run:
+            assert run.wait_ready()
+            release = _hold_background()
+        seen = len(tracking_warnings())
+        assert not wait_for_tracking(0.2)
+        assert not wait_for_tracking(0.2)
+        new = tracking_warnings()[seen:]
+        assert len(new) == 1, new
+        assert "LATENT_MLFLOW_EXIT_TIMEOUT" in new[0] and "0.2 s" in new[0]
+    finally:
+        release.set()
+    assert wait_for_tracking(60)
+    assert client.get_run(run.run_id).info.status == "FINISHED"

@@ -1,0 +1,103 @@
+"""Issue 16.3d: MLflow bounded, from the outside — real `latent run` processes, a real store.
+
+Four first runs of a fresh project at once (the default SQLite store created by whichever
+comes first), a parameters file of 10 MB, a tracking server that stops answering (SIGSTOP), and
+a run killed mid-map whose MLflow and Prefect runs the next run marks as failed.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+from reliability_project import ProjectDir, child_env, no_traceback
+
+TRACKED_TOML = 'environment = "dev"\n\n[mlflow]\nenabled = true\n'
+
+MAPPED_FLOW = """
+from latent.prefect import flow, task
+
+@task("square")
+def square(x: int) -> int:
+    return x * x
+
+@flow("mapped")
+def mapped():
+    return sum(f.result() for f in square.map(x=list(range(12))))
+"""
+
+
+def _latent(
+    project: ProjectDir, *args: str, log: str, env: dict[str, str]
+) -> subprocess.Popen[bytes]:
+    """`latent <args>` in its own process group; output to <log>.out / <log>.err."""
+    out = open(project.root / f"{log}.out", "wb")  # noqa: SIM115 (closed with the process)
+    err = open(project.root / f"{log}.err", "wb")  # noqa: SIM115
+    return subprocess.Popen(
+        [str(Path(sys.executable).parent / "latent"), *args],
+        cwd=project.root,
+        stdout=out,
+        stderr=err,
+        env={**child_env(), "COLUMNS": "200", **env},
+        start_new_session=True,
+    )
+
+
+def _wait(proc: subprocess.Popen[bytes], timeout: float = 600) -> int:
+    try:
+        return proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+        raise
+
+
+def _client(project: ProjectDir) -> Any:
+    from mlflow import MlflowClient
+
+    return MlflowClient(tracking_uri=f"sqlite:///{project.root / '.latent' / 'mlflow.db'}")
+
+
+def _runs(client: Any, experiment: str) -> list[Any]:
+    found = client.get_experiment_by_name(experiment)
+    return [] if found is None else list(client.search_runs([found.experiment_id]))
+
+
+def _spans_of(client: Any, run: Any) -> list[str]:
+    traces = client.search_traces(
+        locations=[run.info.experiment_id],
+        filter_string=f"metadata.`mlflow.sourceRun` = '{run.info.run_id}'",
+    )
+    return sorted(span.name for trace in traces for span in trace.data.spans)
+
+
+@pytest.mark.slow
+def test_four_first_runs_of_a_fresh_project_all_record(
+    project: ProjectDir, prefect_api_url: str
+) -> None:
+    project.write("config/latent.toml", TRACKED_TOML)
+    project.flow("mapped", MAPPED_FLOW)
+    assert not (project.root / ".latent" / "mlflow.db").exists()
+    env = {"PREFECT_API_URL": prefect_api_url}
+    procs = [_latent(project, "run", "mapped", log=f"r{i}", env=env) for i in range(4)]
+    codes = [_wait(p) for p in procs]
+    for i, code in enumerate(codes):
+        out, err = project.text(f"r{i}.out"), project.text(f"r{i}.err")
+        assert code == 0, out + err
+        assert no_traceback(out + err), out + err
+        assert "database is locked" not in out + err
+        assert "Flushing the async trace logging queue" not in out + err  # MLflow INFO: -v only
+
+    runs = _runs(_client(project), "mapped")
+    assert len(runs) == 4
+    assert {run.info.status for run in runs} == {"FINISHED"}
+    for run in runs:
+        assert run.data.metrics, run.info.run_id  # the end's metric flush happened
+        spans = _spans_of(_client(project), run)
+        # the flow's root span and one span per row of the map, in every run
+        assert spans == sorted(["mapped", *(f"square[{i}]" for i in range(12))]), spans
