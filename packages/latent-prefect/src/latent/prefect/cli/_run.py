@@ -162,19 +162,19 @@ def run(
     show_traceback = traceback or verbose
     # `_selection` imports Prefect: only when asked, so that a config error is reported first
     selection = _selection_of(only, start, end) if only or start or end else None
-    with _interrupt.handled():
-        project, loaded, scoped = _prepare(
-            flows, param or [], show_traceback, warm_up=not dry_run
-        )
-        gate = _selection_gate(project, loaded, selection, show_traceback)
-        if dry_run:
-            for name, flow_obj in loaded:
-                _dry_run_one(project, name, flow_obj, scoped, gate, show_traceback)
-            return
-        _serve(project, show_traceback)
-        from latent.prefect._startup import finish_tracking
+    from latent.prefect._startup import finish_tracking
 
+    with _interrupt.handled():
         try:
+            project, loaded, scoped = _prepare(
+                flows, param or [], show_traceback, warm_up=not dry_run
+            )
+            gate = _selection_gate(project, loaded, selection, show_traceback)
+            if dry_run:
+                for name, flow_obj in loaded:
+                    _dry_run_one(project, name, flow_obj, scoped, gate, show_traceback)
+                return
+            _serve(project, show_traceback)
             for name, flow_obj in loaded:
                 _run_one(name, flow_obj, scoped, gate, show_traceback)
         finally:
