@@ -91,6 +91,7 @@ def test_four_first_runs_of_a_fresh_project_all_record(
         assert code == 0, out + err
         assert no_traceback(out + err), out + err
         assert "database is locked" not in out + err
+        assert "did not take" not in out + err  # every run's writes were done before exit
         assert "Flushing the async trace logging queue" not in out + err  # MLflow INFO: -v only
 
     runs = _runs(_client(project), "mapped")

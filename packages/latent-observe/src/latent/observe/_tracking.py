@@ -55,9 +55,13 @@ FLUSH_EVERY_RECORDS = 1000
 FLUSH_EVERY_SECONDS = 30.0
 #: How long anything waits for a run to open (importing MLflow on a loaded machine: ~10 s).
 OPEN_WAIT_S = 120.0
-#: How long a process's exit waits for its last MLflow writes (env var: seconds).
+#: How long a process's exit waits for its last MLflow writes (env var: seconds). A tracking
+#: server may stop answering: its wait is short. A local store always makes progress (SQLite
+#: waits for other writers with a bound of its own), if slowly on a busy machine: its wait only
+#: catches what is truly stuck.
 EXIT_WAIT_ENV = "LATENT_MLFLOW_EXIT_TIMEOUT"
-EXIT_WAIT_S = 15.0
+EXIT_WAIT_SERVER_S = 15.0
+EXIT_WAIT_LOCAL_S = 600.0
 _defer_end = [False]
 
 _METRIC_UNSAFE = re.compile(r"[^\w\-. /:]")
@@ -623,7 +627,8 @@ def defer_run_end(defer: bool = True) -> None:
 def wait_for_tracking(timeout_s: float | None = None, *, exiting: bool = False) -> bool:
     """Wait until this process's MLflow writes are done (runs ended, spans written); bounded.
 
-    `timeout_s` defaults to ``LATENT_MLFLOW_EXIT_TIMEOUT`` (else 15 s). A store that does not
+    `timeout_s` defaults to ``LATENT_MLFLOW_EXIT_TIMEOUT``, else 15 s for a tracking server
+    and 10 min for a local store (which always progresses, if slowly). A store that does not
     take the writes in time (a tracking server that stopped answering) gives one warning, and
     the process goes on: those runs are marked failed by the next run of the project.
     `exiting` also drops MLflow's own at-exit flush, which has no bound. True if all was done.
@@ -679,10 +684,14 @@ def warm_up_tracking() -> None:
 
 
 def _exit_wait_s() -> float:
+    uris = [*_mlflow.Backend.cached_uris(), current_settings().tracking_uri or ""]
+    uris.append(os.environ.get(_mlflow.ENV_TRACKING_URI, ""))
+    remote = any(uri.startswith(("http://", "https://")) for uri in uris)
+    default = EXIT_WAIT_SERVER_S if remote else EXIT_WAIT_LOCAL_S
     try:
-        return max(0.0, float(os.environ.get(EXIT_WAIT_ENV, "") or EXIT_WAIT_S))
+        return max(0.0, float(os.environ.get(EXIT_WAIT_ENV, "") or default))
     except ValueError:
-        return EXIT_WAIT_S
+        return default
 
 
 def _at_exit() -> None:
