@@ -108,6 +108,8 @@ def test_after_the_checks_the_flows_and_tasks_are_prefects_own(project: ProjectD
     assert all(isinstance(step, prefect.Task) for step in module.STEPS)
     assert module.STEPS[1] is sys.modules["flows.common.steps"].double
     assert typed.with_options(retries=1).spec is typed.spec
+    renamed = module.scale.with_options(name="scale2", retries=1)
+    assert isinstance(renamed, type(module.scale)) and renamed.spec.name == "scale2"
     assert cloudpickle.loads(cloudpickle.dumps(module.scale)).name == "scale"
     assert typed() == 2 * 3 * 5  # a subflow and a task of another project module
     assert project.calls() == ["imported"]

@@ -140,3 +140,28 @@ def test_unknown_span_type_fails_at_decoration() -> None:
         @task("bad", span_type="LLMX")
         def bad() -> None:
             return None
+
+
+def test_a_task_with_options_is_a_latent_task_that_runs_in_a_flow(project: ProjectDir) -> None:
+    """Prefect's `Task.with_options` builds a plain `Task`; ours stays a LatentTask (named anew,
+    caching and reporting under its new name)."""
+    project.flow(
+        "renamed",
+        """
+from latent.prefect import LatentTask, flow, task
+
+@task("work")
+def work(x: int) -> int:
+    count("work")
+    return 2 * x
+
+quick = work.with_options(name="quick", retries=0)
+assert isinstance(quick, LatentTask) and quick.spec.name == "quick"
+
+@flow("renamed")
+def renamed():
+    return [work(1), quick(2), quick(2)]
+""",
+    )
+    assert project.load("renamed")() == [2, 4, 4]
+    assert project.calls() == ["work", "work"]  # quick(2) the second time: its cache

@@ -419,9 +419,12 @@ class LatentTask(Task[P, R], Generic[P, R]):
         return self.spec
 
     def with_options(self, **kwargs: Any) -> LatentTask[P, R]:
-        new = super().with_options(**kwargs)
+        # Prefect's builds a plain `Task`: ours again, with the attributes our __init__ sets
+        new = _prefect_compat.with_options_as(super(), type(self), **kwargs)
         assert isinstance(new, LatentTask)
         new.spec = replace(self.spec, name=new.name) if self.spec else None
+        new.shipped_run = None
+        new.handed_probe = None
         new._batch_task = None
         return new
 
