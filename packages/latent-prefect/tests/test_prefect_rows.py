@@ -90,6 +90,50 @@ def test_row_spans_are_named_by_index_and_id(project: ProjectDir, tmp_path) -> N
     mlflow.set_tracking_uri(None)
 
 
+CACHED_MAP = """
+from latent.prefect import flow, task
+
+@task("judge", retry=False)
+def judge(row: dict) -> int:
+    count("judge")
+    return row["id"] * 10
+
+@flow("judging")
+def judging():
+    futures = judge.map([{"id": i} for i in range(60)])
+    return [f.result() for f in futures], sorted({f.state.name for f in futures})
+"""
+
+
+def test_a_cached_map_counts_its_hits_once_and_logs_no_per_row_points(
+    project: ProjectDir,
+) -> None:
+    project.write("config/latent.toml", 'environment = "dev"\n\n[mlflow]\nenabled = true\n')
+    project.flow("judging", CACHED_MAP)
+    first, first_states = project.load("judging")()
+    again, again_states = project.load("judging")()
+    assert again == first == [i * 10 for i in range(60)]
+    assert (first_states, again_states) == (["Completed"], ["Cached"])
+    assert len(project.calls()) == 60
+    import mlflow
+    from mlflow import MlflowClient
+
+    from latent.config import Project
+
+    client = MlflowClient(tracking_uri=Project.discover().tracking_uri)
+    experiment = client.get_experiment_by_name("judging")
+    assert experiment is not None
+    cold, warm = sorted(
+        client.search_runs([experiment.experiment_id]), key=lambda r: r.info.start_time
+    )
+    # the cold run: one duration point per row; the warm one: the hits, counted, no points
+    assert len(client.get_metric_history(cold.info.run_id, "task.judge.duration")) == 60
+    assert warm.data.metrics["task.judge.cache_hits"] == 60
+    assert warm.data.metrics["cache.hits"] == 60
+    assert "task.judge.duration" not in warm.data.metrics
+    mlflow.set_tracking_uri(None)
+
+
 LIMITED = """
 import threading, time
 from latent.prefect import flow, task
