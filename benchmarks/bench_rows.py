@@ -12,6 +12,8 @@ timed; each measurement is a fresh Python process on a fresh Latent project. Cas
   (b) 50 ms async body, concurrency 64, cold:  Latent  vs  asyncio.gather + Semaphore(64)
       (the physical floor is N x 0.05 / 64 s)
   (c) warm re-run of (a):  Latent (all cached)  vs bare Prefect (which has no row cache)
+  (d) warm 1,000-row map with one `unmapped` 50 MB object vs the same map without it: the
+      difference, counted in hashes of the object (issue 10: hashed once per map, not per row)
 
 Beside the times it prints what each side left behind: Prefect task runs recorded by the
 server for the flow run, and for Latent the row spans in the MLflow trace. Nothing is asserted:
@@ -59,6 +61,33 @@ def tiny(x: int) -> int:
 def warmup():
     return tiny(1)
 
+@task("with_model", retry=False)
+def with_model(x: int, model: object) -> int:
+    return x + 1
+
+def _timed_map(make):
+    started = time.perf_counter()
+    values = [f.result() for f in make()]
+    return time.perf_counter() - started, len(values)
+
+@flow("plain_map")
+def plain_map():
+    return _timed_map(lambda: trivial.map(range(1000)))
+
+def make_model():
+    # a model-like object of plain Python (~50 MB): hashed value by value, like a fitted
+    # estimator's attributes (a NumPy array of the same size hashes ~100x faster)
+    return {{"weights": [i / 7 for i in range(1_600_000)], "classes": list(range(10))}}
+
+_MODEL = []
+
+@flow("model_map")
+def model_map():
+    if not _MODEL:
+        _MODEL.append(make_model())  # made once per process, before the timed map
+    model = _MODEL[0]
+    return _timed_map(lambda: with_model.map(range(1000), model=prefect.unmapped(model)))
+
 @flow("rows")
 def rows():
     return [f.result() for f in trivial.map(range(N))]
@@ -96,6 +125,28 @@ if case == "floor":
     started, cpu_started = time.perf_counter(), time.process_time()
     asyncio.run(main())
     report(time.perf_counter() - started, cpu=time.process_time() - cpu_started)
+    sys.exit(0)
+
+if case == "unmapped":
+    # (d) a warm 1,000-row map with one unmapped 50 MB object: what hashing the object costs
+    # the map, in units of one hash of it (measured here too)
+    from latent.cache import stable_hash
+    from latent.config import Project
+    from latent.prefect.cli import load_flow
+    project = Project.discover()
+    plain, with_model = load_flow(project, "plain_map"), load_flow(project, "model_map")
+    plain(), with_model()  # cold: fill the caches (untimed)
+    sys.path.insert(0, str(Path.cwd() / "flows" / "model_map"))
+    import flow as module
+    model = module.make_model()  # an equal object: one hash of it, timed here
+    plain_s, model_s, hash_s = [], [], []
+    for _ in range(5):
+        plain_s.append(plain()[0])
+        model_s.append(with_model()[0])
+        started = time.perf_counter()
+        stable_hash(model)
+        hash_s.append(time.perf_counter() - started)
+    report(min(model_s), plain=min(plain_s), one_hash=min(hash_s))
     sys.exit(0)
 
 from latent.config import Project
@@ -172,7 +223,7 @@ def new_project(root: Path, n: int) -> Path:
     (root / "config").mkdir(parents=True)
     (root / "config" / "latent.toml").write_text('environment = "dev"\n')
     (root / "config" / "global.yaml").write_text("")
-    for name in ("rows", "io", "warmup"):
+    for name in ("rows", "io", "warmup", "plain_map", "model_map"):
         (root / "flows" / name).mkdir(parents=True)
         (root / "flows" / name / "parameters.yaml").write_text("")
         (root / "flows" / name / "flow.py").write_text(textwrap.dedent(FLOW.format(n=n)))
@@ -211,6 +262,7 @@ def main() -> None:
         server, url = start_server(home)
         try:
             rows = []
+            unmapped = measure("unmapped", 1000, new_project(Path(tmp) / "unmapped", 1000), url)
             for n in args.sizes:
                 project = new_project(Path(tmp) / f"p{n}", n)
                 # bare Prefect last: its server keeps digesting its task runs' events after
@@ -243,6 +295,13 @@ def main() -> None:
             f"{warm['seconds']:>10.2f}{bare['seconds']:>10.2f}"
             f"{bare['seconds'] / warm['seconds']:>7.1f}x"
         )
+    extra = unmapped["seconds"] - unmapped["plain"]
+    print(
+        f"{'(d) warm 1,000-row map + unmapped 50 MB object':<44}{1000:>7}"
+        f"{unmapped['seconds']:>10.3f}{unmapped['plain']:>10.3f}"
+        f"  hashing it cost {extra:.3f} s = {extra / unmapped['one_hash']:.1f} hashes of it "
+        f"({unmapped['one_hash'] * 1000:.0f} ms each; goal: 1, not 1,000)"
+    )
     print(
         "\n(a), (c): ratio = bare Prefect / Latent (higher: Latent faster); "
         "(b): Latent / floor (1.00 = the floor)."
