@@ -73,7 +73,8 @@ try:
     code = 0
 except SystemExit as exc:
     code = exc.code or 0
-print("\\n" + json.dumps({{"code": code, "prefect": "prefect" in sys.modules}}))
+heavy = [name for name in ("prefect", "mlflow") if name in sys.modules]
+print("\\n" + json.dumps({{"code": code, "heavy": heavy}}))
 """
     done = subprocess.run(
         [sys.executable, "-c", code], cwd=project.root, capture_output=True, text=True, timeout=300
@@ -84,9 +85,11 @@ print("\\n" + json.dumps({{"code": code, "prefect": "prefect" in sys.modules}}))
 
 def test_a_typed_config_error_is_reported_without_importing_prefect(project: ProjectDir) -> None:
     _typed(project, factor="lots")
+    project.write("config/latent.toml", 'environment = "dev"\n')  # MLflow on: not started
     seen = _latent_in_a_fresh_process(project, "run", "typed")
     assert seen["code"] == 1
-    assert seen["prefect"] is False
+    assert seen["heavy"] == []  # neither Prefect nor MLflow imported
+    assert not (project.root / ".latent" / "mlflow.db").exists()
     assert "Configuration validation failed for flow 'typed'" in str(seen["stderr"])
     assert project.calls() == ["imported"]  # the flow file, imported once
 

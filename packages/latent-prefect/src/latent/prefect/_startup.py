@@ -60,9 +60,9 @@ def warm_up_tracking(project: Project) -> None:
     """For `latent run`: MLflow imported and the store opened in the background from now on,
     and each flow run's MLflow run ended in the background (the next flow does not wait).
 
-    Called once the configuration is checked, before the flow files are imported: MLflow's
-    start-up (seconds) then overlaps Prefect's. `latent run` waits, bounded, at its end
-    (`latent.observe.wait_for_tracking`).
+    Called once the configuration is checked (a mistake starts nothing), before Prefect is
+    imported: MLflow's start-up (seconds) then overlaps Prefect's. `latent run` waits, bounded,
+    at its end (`latent.observe.wait_for_tracking`).
     """
     from latent.observe import defer_run_end
     from latent.observe import warm_up_tracking as warm_up

@@ -201,10 +201,6 @@ def _prepare(
             project.catalog(name)
     except LatentConfigError as exc:
         _fail(exc, show_traceback)
-    if warm_up:  # MLflow's start-up overlaps the flow files' imports (not for --dry-run)
-        from latent.prefect._startup import warm_up_tracking
-
-        warm_up_tracking(project)
     loaded = []
     for name, path in zip(names, paths, strict=True):
         try:
@@ -224,7 +220,11 @@ def _prepare(
                 check_flow(flow_obj, project)
     except LatentConfigError as exc:
         _fail(exc, show_traceback, code=_config_exit_code(exc))
-    try:  # all checked: now Prefect (1.5 s of imports) and the flows and tasks for real
+    if warm_up:  # all checked: MLflow's start-up overlaps Prefect's import (not for --dry-run)
+        from latent.prefect._startup import warm_up_tracking
+
+        warm_up_tracking(project)
+    try:  # now Prefect (1.5 s of imports) and the flows and tasks for real
         finish_import(names)
     except (FlowImportError, LatentConfigError) as exc:
         _fail(exc, show_traceback)
