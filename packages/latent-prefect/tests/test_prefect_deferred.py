@@ -11,9 +11,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-import cloudpickle
 import pytest
-from project_dir import ProjectDir
+from project_dir import ProjectDir, child_env
 
 SCHEMA_FLOW = """
 from pydantic import BaseModel
@@ -94,27 +93,52 @@ def test_a_typed_config_error_is_reported_without_importing_prefect(project: Pro
     assert project.calls() == ["imported"]  # the flow file, imported once
 
 
+AFTER_THE_CHECKS = """
+import sys
+
+import cloudpickle
+
+from latent.config import Project
+from latent.prefect.cli._run import finish_import, import_flow
+
+typed = import_flow(Project.discover(), "typed")
+assert "prefect" not in sys.modules
+assert typed.spec.config_schema.__name__ == "Config"  # all the checks need, before Prefect
+finish_import(["typed"])
+
+import prefect
+
+module = sys.modules["latent_flows.typed"]
+assert isinstance(typed, prefect.Flow) and typed is module.typed
+assert isinstance(module.inner, prefect.Flow)
+assert all(isinstance(step, prefect.Task) for step in module.STEPS)
+assert module.STEPS[1] is sys.modules["flows.common.steps"].double
+assert typed.with_options(retries=1).spec is typed.spec
+renamed = module.scale.with_options(name="scale2", retries=1)
+assert isinstance(renamed, type(module.scale)) and renamed.spec.name == "scale2"
+assert cloudpickle.loads(cloudpickle.dumps(module.scale)).name == "scale"
+assert typed() == 2 * 3 * 5  # a subflow and a task of another project module
+print("OK")
+"""
+
+
+def _python(project: ProjectDir, code: str) -> str:
+    """Run `code` in a fresh interpreter in the project: one that has not imported Prefect."""
+    done = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=project.root,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=child_env(),
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    return done.stdout
+
+
 def test_after_the_checks_the_flows_and_tasks_are_prefects_own(project: ProjectDir) -> None:
-    from latent.config import Project
-    from latent.prefect.cli._run import finish_import, import_flow
-
     _typed(project)
-    typed = import_flow(Project(project.root), "typed")
-    assert typed.spec.config_schema.__name__ == "Config"  # enough to check, before Prefect
-    finish_import(["typed"])
-
-    import prefect
-
-    module = sys.modules["latent_flows.typed"]
-    assert isinstance(typed, prefect.Flow) and typed is module.typed
-    assert isinstance(module.inner, prefect.Flow)
-    assert all(isinstance(step, prefect.Task) for step in module.STEPS)
-    assert module.STEPS[1] is sys.modules["flows.common.steps"].double
-    assert typed.with_options(retries=1).spec is typed.spec
-    renamed = module.scale.with_options(name="scale2", retries=1)
-    assert isinstance(renamed, type(module.scale)) and renamed.spec.name == "scale2"
-    assert cloudpickle.loads(cloudpickle.dumps(module.scale)).name == "scale"
-    assert typed() == 2 * 3 * 5  # a subflow and a task of another project module
+    assert _python(project, AFTER_THE_CHECKS).strip().endswith("OK")
     assert project.calls() == ["imported"]
 
 
@@ -139,20 +163,36 @@ def test_a_decorator_prefect_rejects_names_the_file_and_line(project: ProjectDir
     assert "Traceback" not in done.stderr
 
 
+BUILT_ON_USE = """
+import sys
+
+from latent.prefect._deferred import deferring, task
+
+with deferring():
+
+    @task("late")
+    def late(x: int) -> int:
+        return x + 1
+
+assert "(not built yet)" in repr(late) and "prefect" not in sys.modules
+assert late.name == "late"  # any attribute but its own builds it
+import prefect
+
+assert isinstance(late, prefect.Task) and late(1) == 2
+
+with deferring():  # Prefect imported already: nothing to save, built at once
+
+    @task("early")
+    def early(x: int) -> int:
+        return x
+
+assert isinstance(early, prefect.Task)
+print("OK")
+"""
+
+
 def test_a_placeholder_used_before_the_checks_end_is_built_on_use(project: ProjectDir) -> None:
-    from latent.prefect._deferred import deferring, task
-
-    with deferring():
-
-        @task("late")
-        def late(x: int) -> int:
-            return x + 1
-
-    assert "(not built yet)" in repr(late)
-    assert late.name == "late"  # any attribute but its own builds it
-    import prefect
-
-    assert isinstance(late, prefect.Task) and late(1) == 2
+    assert _python(project, BUILT_ON_USE).strip().endswith("OK")
 
 
 @pytest.mark.parametrize("kind", ["flow", "task"])

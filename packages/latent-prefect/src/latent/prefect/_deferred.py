@@ -10,14 +10,17 @@ is the real thing afterwards: `isinstance`, pickling, `with_options` and subflow
 difference. Using a placeholder for anything else (a call, `.map`, `.with_options`, pickling)
 materializes it first, so nothing else needs to know about placeholders.
 
-Outside `deferring()` (scripts, notebooks, workers, `load_flow`) the decorators build the real
-objects at once, exactly as `latent.prefect._flow.flow` / `latent.prefect._task.task` do.
+Outside `deferring()` (scripts, notebooks, workers, `load_flow`), or once Prefect is imported,
+the decorators build the real objects at once, exactly as `latent.prefect._flow.flow` /
+`latent.prefect._task.task` do. The one difference a flow file can see: code at its top level
+that asks `isinstance(x, prefect.Task)` of a task decorated before it imported Prefect itself.
 """
 
 from __future__ import annotations
 
 import contextvars
 import functools
+import sys
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -40,7 +43,9 @@ _lock = threading.RLock()
 
 @contextmanager
 def deferring() -> Iterator[None]:
-    """Within this block, `@flow` / `@task` return placeholders (see the module docstring)."""
+    """Within this block, `@flow` / `@task` return placeholders (see the module docstring),
+    unless Prefect is imported already (by the flow file itself, say): then there is nothing to
+    save, and the real objects are built at once."""
     token = _deferring.set(True)
     try:
         yield
@@ -73,7 +78,7 @@ def flow(
 
     def decorate(fn: Callable[P, R]) -> Any:
         spec = make_spec(fn, name or fn.__name__, input, output, config_schema)
-        if not _deferring.get():
+        if not _deferring.get() or "prefect" in sys.modules:
             from latent.prefect._flow import build_flow
 
             return build_flow(spec, flow_kwargs)
@@ -88,7 +93,7 @@ def task(name: str | Callable[..., Any] | None = None, **task_kwargs: Any) -> An
         return task()(name)
 
     def decorate(fn: Callable[P, R]) -> Any:
-        if not _deferring.get():
+        if not _deferring.get() or "prefect" in sys.modules:
             from latent.prefect._task import task as build
 
             return build(name, **task_kwargs)(fn)

@@ -3,10 +3,10 @@
 Prefect logs one "Finished in state Completed()" line per task run (430 for a 430-row map), a
 "Beginning flow run" / "View at" / "Finished in state" triple per flow run, and background
 services log tracebacks while the process shuts down (an event consumer cancelled, an event
-batch that could not be flushed to a server that stopped); MLflow says when it creates its
-tables and flushes its trace queue. The summary table, its "Prefect UI:" line and the progress
-bar already say what ran; these records stay in Prefect's UI, out of the terminal. What the
-user's code logs, warnings, errors and retries are always shown.
+batch that could not be flushed to a server that stopped); MLflow's INFO lines are quiet by
+default everywhere (`_startup.QUIET_DEFAULTS`). The summary table, its "Prefect UI:" line and
+the progress bar already say what ran; these records stay in Prefect's UI, out of the terminal.
+What the user's code logs, warnings, errors and retries are always shown.
 
 A flow file run as a script (`python flows/x/flow.py`) has no summary: Prefect's lines are its
 only account of the run, so they stay there.
@@ -29,8 +29,6 @@ _SERVICE_LOGGERS = (
 )
 #: Prefect's per-flow-run lines that the summary and its "Prefect UI:" line replace.
 _FLOW_RUN_CHATTER = ("Beginning flow run", "Beginning subflow run", "View at ", "Finished in state")
-#: MLflow's INFO lines about its own housekeeping (tables created, trace queue flushed at exit).
-_MLFLOW_CHATTER = ("mlflow.store.db.utils", "mlflow.tracing.export.async_export_queue")
 
 
 def configure(*, verbose: bool) -> None:
@@ -46,8 +44,6 @@ def install() -> None:
     """Attach the filters to Prefect's console handlers (after Prefect set up its logging)."""
     if _verbose[0]:
         return
-    for name in _MLFLOW_CHATTER:  # a level, not a filter: MLflow may not be imported yet
-        logging.getLogger(name).setLevel(logging.WARNING)
     console_filter = _QuietConsole()
     for name in ("", "prefect", "prefect.flow_runs", "prefect.task_runs", *_SERVICE_LOGGERS):
         for handler in logging.getLogger(name).handlers:
