@@ -11,6 +11,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -102,3 +103,72 @@ def test_four_first_runs_of_a_fresh_project_all_record(
         spans = _spans_of(_client(project), run)
         # the flow's root span and one span per row of the map, in every run
         assert spans == sorted(["mapped", *(f"square[{i}]" for i in range(12))]), spans
+
+
+STOPPING_FLOW = """
+import os, signal, time
+from pathlib import Path
+from latent.prefect import flow, task
+
+@task("before", cache=False)
+def before(x: int) -> int:
+    return x + 1
+
+@task("stop_tracking_server", cache=False)
+def stop_tracking_server() -> None:
+    from latent.observe import current_run
+    assert current_run().active  # the flow's MLflow run is open: it is left behind RUNNING
+    pid = int((Path(__file__).resolve().parents[2] / "server.pid").read_text())
+    os.killpg(pid, signal.SIGSTOP)
+    (Path(__file__).resolve().parents[2] / "stopped_at").write_text(repr(time.time()))
+
+@task("after", cache=False)
+def after(x: int) -> int:
+    return x * 10
+
+@flow("stopping")
+def stopping():
+    values = [f.result() for f in before.map(x=list(range(6)))]
+    stop_tracking_server()
+    return sum(f.result() for f in after.map(x=values))
+"""
+
+
+@pytest.mark.slow
+def test_a_tracking_server_that_stops_answering_costs_a_bounded_exit(
+    project: ProjectDir, prefect_api_url: str, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    from test_reliability_mlflow import MlflowServer
+
+    server = MlflowServer(tmp_path_factory.mktemp("stopped-server"))
+    try:
+        server.wait_ready()
+        project.write(
+            "config/latent.toml",
+            f'environment = "dev"\n\n[mlflow]\nenabled = true\ntracking_uri = "{server.url}"\n',
+        )
+        (project.root / "server.pid").write_text(str(server.proc.pid))
+        project.flow("stopping", STOPPING_FLOW)
+        started = time.monotonic()
+        proc = _latent(
+            project, "run", "stopping", log="stop", env={"PREFECT_API_URL": prefect_api_url}
+        )
+        # generous for a loaded 2-core machine: unbounded, MLflow's retries held the exit ~12 min
+        code = _wait(proc, timeout=180)
+        elapsed = time.monotonic() - started
+        after_stop = time.time() - float(project.text("stopped_at") or "nan")
+    finally:
+        if server.alive():
+            os.killpg(server.proc.pid, signal.SIGCONT)
+        server.kill()
+    out, err = project.text("stop.out"), project.text("stop.err")
+    assert code == 0, out + err
+    assert "completed" in out
+    assert no_traceback(out + err), out + err
+    warnings = [line for line in (out + err).splitlines() if "WARNING" in line]
+    assert len(warnings) == 1, warnings  # one line says what was not recorded, nothing else
+    assert server.url in warnings[0] and "LATENT_MLFLOW_EXIT_TIMEOUT" in warnings[0]
+    print(
+        f"flow process with a SIGSTOPped tracking server took {elapsed:.1f} s, "
+        f"{after_stop:.1f} s of them after the SIGSTOP"
+    )

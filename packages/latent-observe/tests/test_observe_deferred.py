@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -78,3 +79,29 @@ def test_the_wait_at_the_end_is_bounded_and_warns_once(client: Any, deferred: No
         release.set()
     assert wait_for_tracking(60)
     assert client.get_run(run.run_id).info.status == "FINISHED"
+
+
+def test_params_are_bounded_and_all_of_them_are_an_artifact(client: Any, tmp_path: Any) -> None:
+    import json
+
+    params = {f"group{g}": {f"item{k}": k for k in range(100)} for g in range(30)}
+    params["api_key"] = "sk-live-123"
+    with flow_run("many_params", params) as run:
+        pass
+    recorded = client.get_run(run.run_id)
+    assert len(recorded.data.params) == 200
+    assert recorded.data.params["group0.item0"] == "0"
+    assert "200 of 3001 parameters" in recorded.data.tags["latent.params"]
+    path = client.download_artifacts(run.run_id, "params.json", str(tmp_path))
+    stored = json.loads(Path(path).read_text())
+    assert stored["group29"]["item99"] == 99
+    assert stored["api_key"] == "***"
+
+
+def test_few_params_need_no_artifact(client: Any) -> None:
+    with flow_run("few_params", {"a": 1, "b": {"c": "x"}}) as run:
+        pass
+    recorded = client.get_run(run.run_id)
+    assert recorded.data.params == {"a": "1", "b.c": "x"}
+    assert "latent.params" not in recorded.data.tags
+    assert client.list_artifacts(run.run_id) == []

@@ -10,6 +10,7 @@ MLflow's current span so user code calling `mlflow.start_span` (or an autolog) n
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import re
 import sqlite3
@@ -284,6 +285,10 @@ class Backend:
         items = [RunTag(key, value[:MAX_TAG_VALUE_LEN]) for key, value in tags.items()]
         if items:
             self.client.log_batch(run_id, tags=items)
+
+    def log_dict(self, run_id: str, data: Mapping[str, Any], artifact_file: str) -> None:
+        """`data` as a JSON artifact (values JSON cannot hold are written as text)."""
+        self.client.log_text(run_id, json.dumps(data, indent=1, default=str), artifact_file)
 
     def log_table(self, run_id: str, data: Any, artifact_file: str) -> None:
         self.client.log_table(run_id, data=data, artifact_file=artifact_file)

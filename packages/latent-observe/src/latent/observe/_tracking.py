@@ -23,7 +23,9 @@ import atexit
 import functools
 import getpass
 import importlib.metadata
+import itertools
 import json
+import logging
 import math
 import numbers
 import os
@@ -53,6 +55,10 @@ from latent.observe._summary import redact, summarize
 #: Metrics are sent with one `log_batch` per this many records, or per this many seconds.
 FLUSH_EVERY_RECORDS = 1000
 FLUSH_EVERY_SECONDS = 30.0
+#: MLflow params per run (the first keys); all parameters go to the artifact when there are more.
+MAX_LOGGED_PARAMS = 200
+PARAMS_ARTIFACT = "params.json"
+PARAMS_TAG = "latent.params"
 #: How long anything waits for a run to open (importing MLflow on a loaded machine: ~10 s).
 OPEN_WAIT_S = 120.0
 #: How long a process's exit waits for its last MLflow writes (env var: seconds). A tracking
@@ -309,12 +315,13 @@ class FlowRunHandle:
     # -- degrading ---------------------------------------------------------------------------
 
     def degrade(self, message: str) -> None:
-        """Stop recording this run (and its subflows); warn once per top-level run."""
+        """Stop recording this run (and its subflows); warn once per top-level run (and not
+        after `wait_for_tracking` said that the last writes were not done)."""
         self._backend = None
         self._failed = True
         top = self._top
         with top._lock:
-            if top._warned:
+            if top._warned or _exit_warned:
                 return
             top._warned = True
         emit_warning(f"flow '{top.flow_name}': {message}; the flow runs without MLflow tracking")
@@ -389,9 +396,28 @@ class FlowRunHandle:
         self._run_id = backend.start_run(experiment_id, run_name, run_tags, parent_run_id)
         self._experiment_id = experiment_id
         self._backend = backend
+        self._log_params(backend, self._run_id, params)
+
+    @staticmethod
+    def _log_params(backend: Backend, run_id: str, params: Mapping[str, Any]) -> None:
+        """At most `MAX_LOGGED_PARAMS` MLflow params; all of them in the artifact params.json.
+
+        A parameters file can hold 100,000s of keys: one MLflow param each would take minutes
+        and bury the few that matter. The first keys (file order) are params; when there are
+        more, the run also gets every parameter (redacted) as ``params.json`` and a tag saying
+        how many were logged as params.
+        """
         flat = flatten_params(params)
-        if flat:
-            backend.log_params(self._run_id, flat)
+        if not flat:
+            return
+        backend.log_params(run_id, dict(itertools.islice(flat.items(), MAX_LOGGED_PARAMS)))
+        if len(flat) > MAX_LOGGED_PARAMS:
+            backend.log_dict(run_id, redact(dict(params)), PARAMS_ARTIFACT)
+            note = (
+                f"{MAX_LOGGED_PARAMS} of {len(flat)} parameters are MLflow params; "
+                f"all of them are in the artifact {PARAMS_ARTIFACT}"
+            )
+            backend.set_tags(run_id, {PARAMS_TAG: note})
 
     def _replay(self) -> None:
         """Start the spans that began before the run was open, in the order they began."""
@@ -651,7 +677,10 @@ def wait_for_tracking(timeout_s: float | None = None, *, exiting: bool = False) 
             _mlflow_compat.skip_exit_flush()
     if done:
         _exit_warned.clear()  # a later stall is news again
-    elif not _exit_warned:
+    elif exiting:
+        # said once here; what the stuck writes report as they fail is noise at exit
+        logging.getLogger("mlflow").setLevel(logging.CRITICAL)
+    if not done and not _exit_warned:
         _exit_warned.append(True)
         stores = ", ".join(sorted(_mlflow.Backend.cached_uris())) or "MLflow"
         emit_warning(

@@ -202,7 +202,8 @@ def run_links_markdown(
     for key, value in list(flat.items())[:_MAX_PARAM_ROWS]:
         lines.append(f"| `{key}` | {_cell(value)} |")
     if len(flat) > _MAX_PARAM_ROWS:
-        lines.append(f"| … | {len(flat) - _MAX_PARAM_ROWS} more (all in the MLflow run) |")
+        more = len(flat) - _MAX_PARAM_ROWS
+        lines.append(f"| … | {more} more (all in the MLflow run's params.json) |")
     return "\n".join([*lines, ""])
 
 

@@ -54,6 +54,11 @@ def quiet_mlflow_loggers() -> None:
             logger = logging.getLogger(name)
             if logger.level in (logging.NOTSET, logging.INFO):
                 logger.setLevel(logging.WARNING)
+        # MLflow's HTTP client logs each retry of a tracking server that does not answer;
+        # Latent says once what was not recorded
+        retries = logging.getLogger("urllib3.connectionpool")
+        if retries.level == logging.NOTSET:
+            retries.setLevel(logging.ERROR)
 
 
 def warm_up_tracking(project: Project) -> None:
