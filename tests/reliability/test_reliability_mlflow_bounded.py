@@ -172,3 +172,67 @@ def test_a_tracking_server_that_stops_answering_costs_a_bounded_exit(
         f"flow process with a SIGSTOPped tracking server took {elapsed:.1f} s, "
         f"{after_stop:.1f} s of them after the SIGSTOP"
     )
+
+
+KILLED_FLOW = """
+import os, threading
+from latent.prefect import flow, task
+
+@task("slow_row")
+def slow_row(x: int) -> int:
+    count(f"row-{x}")
+    if os.environ.get("BLOCK_ROWS") and x >= 3:
+        threading.Event().wait()  # the first run is killed while these rows run
+    return x + 1
+
+@flow("killed")
+def killed():
+    return sum(f.result() for f in slow_row.map(x=list(range(8))))
+"""
+
+
+def _owned_runs(project: ProjectDir) -> list[dict[str, Any]]:
+    import json
+
+    found = []
+    for path in (project.root / ".latent" / "runs").glob("*.json"):
+        try:
+            found.extend(json.loads(path.read_text())["runs"].values())
+        except (OSError, ValueError, KeyError):
+            continue  # being replaced
+    return found
+
+
+@pytest.mark.slow
+def test_a_run_killed_mid_map_is_marked_failed_by_the_next_run(
+    project: ProjectDir, prefect_api_url: str
+) -> None:
+    from prefect.client.orchestration import get_client
+    from reliability_project import kill_when
+
+    project.write("config/latent.toml", TRACKED_TOML)
+    project.write("flows/killed/flow.py", KILLED_FLOW)
+    project.write("flows/killed/parameters.yaml", "{}\n")
+    env = {"PREFECT_API_URL": prefect_api_url}
+    first = _latent(project, "run", "killed", log="first", env={**env, "BLOCK_ROWS": "1"})
+    assert kill_when(
+        first,
+        lambda: (
+            len(project.calls()) >= 4 and any("mlflow_run" in run for run in _owned_runs(project))
+        ),
+    )
+    (owned,) = _owned_runs(project)  # what the killed process left: its runs, still open
+
+    second = _latent(project, "run", "killed", log="second", env=env)
+    assert _wait(second) == 0, project.text("second.out") + project.text("second.err")
+    assert no_traceback(project.text("second.out") + project.text("second.err"))
+    assert _owned_runs(project) == []  # the dead process's record is gone, and this one's
+
+    dead = _client(project).get_run(owned["mlflow_run"])
+    assert dead.info.status == "FAILED"
+    assert "ended without finishing" in dead.data.tags["latent.crashed"]
+    finished = [r for r in _runs(_client(project), "killed") if r.info.run_id != dead.info.run_id]
+    assert [r.info.status for r in finished] == ["FINISHED"]
+    with get_client(sync_client=True) as client:
+        flow_run = client.read_flow_run(owned["prefect_flow_run"])
+    assert flow_run.state is not None and flow_run.state.name == "Crashed"

@@ -30,6 +30,7 @@ import math
 import numbers
 import os
 import re
+import socket
 import subprocess
 import sys
 import threading
@@ -59,6 +60,7 @@ FLUSH_EVERY_SECONDS = 30.0
 MAX_LOGGED_PARAMS = 200
 PARAMS_ARTIFACT = "params.json"
 PARAMS_TAG = "latent.params"
+CRASHED_TAG = "latent.crashed"
 #: How long anything waits for a run to open (importing MLflow on a loaded machine: ~10 s).
 OPEN_WAIT_S = 120.0
 #: How long a process's exit waits for its last MLflow writes (env var: seconds). A tracking
@@ -293,6 +295,12 @@ class FlowRunHandle:
     @property
     def backend(self) -> Backend | None:
         return self._backend if self.ready else None
+
+    @property
+    def tracking_uri(self) -> str | None:
+        """The store this run is recorded in, once open (None when not recorded)."""
+        backend = self._backend if self.ready else None
+        return backend.tracking_uri if backend is not None else None
 
     @property
     def trace_id(self) -> str | None:
@@ -639,6 +647,27 @@ class FlowRunHandle:
             self._finished = True
 
 
+def mark_runs_failed(tracking_uri: str, run_ids: list[str], reason: str) -> None:
+    """Mark these runs FAILED where they are still RUNNING, with `reason` as the tag
+    ``latent.crashed`` (runs of a process that died; see latent-prefect). In the background;
+    a problem is logged at debug level only: it is about runs that already failed."""
+
+    def mark() -> None:
+        try:
+            mlflow = _mlflow.import_mlflow()
+            with _mlflow.store_setup(tracking_uri):
+                client = mlflow.MlflowClient(tracking_uri=tracking_uri)
+            for run_id in run_ids:
+                run = client.get_run(run_id)
+                if run.info.status == "RUNNING":
+                    client.set_tag(run_id, CRASHED_TAG, reason[: _mlflow.MAX_TAG_VALUE_LEN])
+                    client.set_terminated(run_id, "FAILED")
+        except Exception as exc:
+            logging.getLogger("latent.observe").debug(f"Could not mark runs failed: {exc}")
+
+    _background.submit(mark)
+
+
 def defer_run_end(defer: bool = True) -> None:
     """End flow runs' MLflow runs in the background, so that a flow's end never waits for MLflow.
 
@@ -981,6 +1010,7 @@ def standard_tags(
     """Latent's tags and MLflow's standard ones ("Created by", "Source", git commit)."""
     tags = {
         "latent.flow": flow_name,
+        "latent.process": f"{socket.gethostname()}:{os.getpid()}",
         "latent.version": _latent_version(),
         "mlflow.source.type": "LOCAL",
     }

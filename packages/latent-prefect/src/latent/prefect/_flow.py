@@ -22,6 +22,7 @@ from latent.cache import checkpoints_for, fingerprint_paths
 from latent.config import Project, RunConfig, bind_run, current_run, track_param_reads
 from latent.observe import bind_names, flow_run, log_dataset, log_outputs, logger
 from latent.prefect import (
+    _crashed,
     _lineage,
     _links,
     _prefect_compat,
@@ -128,6 +129,7 @@ class _FlowCall:
         self.tracked = stack.enter_context(
             flow_run(spec.name, run.parameters, tags=_run_tags(spec), code=spec.fn)
         )
+        stack.enter_context(_crashed.owned(project, self.tracked))  # marked failed if killed
         self.reads = stack.enter_context(track_param_reads())
         stack.enter_context(_lineage.tracking())
         stack.callback(_links.publish_run_links, project, spec.name, self.tracked, run.parameters)

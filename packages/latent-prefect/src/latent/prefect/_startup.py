@@ -71,20 +71,24 @@ def warm_up_tracking(project: Project) -> None:
     """
     from latent.observe import defer_run_end
     from latent.observe import warm_up_tracking as warm_up
+    from latent.prefect._crashed import mark_crashed_runs
     from latent.prefect._runtime import prepare
 
     quiet_mlflow_loggers()
     prepare(project)
     defer_run_end()
     warm_up()
+    mark_crashed_runs(project)  # runs of killed processes: FAILED / Crashed (in the background)
 
 
 def finish_tracking() -> None:
     """The end of `latent run`: wait (bounded) for the MLflow writes `warm_up_tracking` let run
     in the background; flow runs called later in this process end in the foreground again."""
     from latent.observe import defer_run_end, wait_for_tracking
+    from latent.prefect._crashed import wait_for_marking
 
     try:
+        wait_for_marking()
         wait_for_tracking(exiting=True)
     finally:
         defer_run_end(False)
