@@ -236,3 +236,35 @@ def test_a_run_killed_mid_map_is_marked_failed_by_the_next_run(
     with get_client(sync_client=True) as client:
         flow_run = client.read_flow_run(owned["prefect_flow_run"])
     assert flow_run.state is not None and flow_run.state.name == "Crashed"
+
+
+@pytest.mark.slow
+def test_a_ten_megabyte_parameters_file_is_logged_bounded(
+    project: ProjectDir, prefect_api_url: str
+) -> None:
+    import json
+
+    project.write("config/latent.toml", TRACKED_TOML)
+    project.flow(
+        "big", 'from latent.prefect import flow\n\n@flow("big")\ndef big():\n    return 1\n'
+    )
+    lines = []
+    for group in range(200):
+        lines.append(f"group_{group}:")
+        lines += [f"  item_{i:04d}: value-{group}-{i}-{'x' * 24}" for i in range(860)]
+    (project.root / "flows/big/parameters.yaml").write_text("\n".join(lines) + "\n")
+    assert (project.root / "flows/big/parameters.yaml").stat().st_size > 8_000_000
+
+    started = time.monotonic()
+    proc = _latent(project, "run", "big", log="big", env={"PREFECT_API_URL": prefect_api_url})
+    code = _wait(proc, timeout=600)  # was > 11 min: one MLflow param per key
+    print(f"latent run with a 172,000-key parameters file took {time.monotonic() - started:.1f} s")
+    assert code == 0, project.text("big.out") + project.text("big.err")
+
+    (run,) = _runs(_client(project), "big")
+    assert run.info.status == "FINISHED"
+    assert len(run.data.params) == 200
+    assert "200 of 172000 parameters" in run.data.tags["latent.params"]
+    path = _client(project).download_artifacts(run.info.run_id, "params.json", str(project.root))
+    stored = json.loads(Path(path).read_text())
+    assert sum(len(group) for group in stored.values()) == 172_000
