@@ -189,10 +189,11 @@ if case != "bare":
     from mlflow import MlflowClient
     client = MlflowClient(tracking_uri=project.tracking_uri)
     experiment = client.get_experiment_by_name("rows" if case != "latent_io" else "io")
-    traces = client.search_traces(
-        locations=[experiment.experiment_id], max_results=1, order_by=["timestamp_ms DESC"]
-    )
-    spans = len(traces[0].data.spans) - 1 if traces else 0  # this run's spans, minus the root
+    if experiment is not None:  # None with LATENT_MLFLOW_ENABLED=0
+        traces = client.search_traces(
+            locations=[experiment.experiment_id], max_results=1, order_by=["timestamp_ms DESC"]
+        )
+        spans = len(traces[0].data.spans) - 1 if traces else 0  # this run's spans, minus root
 report(seconds, returned=returned, cpu=cpu, task_runs=task_runs, spans=spans)
 """
 
