@@ -371,8 +371,8 @@ class Backend:
 
     @classmethod
     def cached_uris(cls) -> list[str]:
-        with cls._cache_lock:
-            return list(cls._cache)
+        """The stores opened so far (never waits: a backend may be opening under the lock)."""
+        return list(cls._cache.copy())
 
 
 def experiment_artifact_location(artifact_root: str | None, experiment: str) -> str | None:
