@@ -168,6 +168,8 @@ def test_a_tracking_server_that_stops_answering_costs_a_bounded_exit(
     warnings = [line for line in (out + err).splitlines() if "WARNING" in line]
     assert len(warnings) == 1, warnings  # one line says what was not recorded, nothing else
     assert server.url in warnings[0] and "LATENT_MLFLOW_EXIT_TIMEOUT" in warnings[0]
+    # the run the server never heard the end of is left for the next `latent run` to mark
+    assert [run["tracking_uri"] for run in _owned_runs(project)] == [server.url]
     print(
         f"flow process with a SIGSTOPped tracking server took {elapsed:.1f} s, "
         f"{after_stop:.1f} s of them after the SIGSTOP"

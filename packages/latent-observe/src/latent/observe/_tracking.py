@@ -240,6 +240,7 @@ class FlowRunHandle:
         self._warned = False  # meaningful on the top-level run only
         self._ended = False  # the flow left its run: nothing more is recorded into it
         self._finished = False  # its MLflow run was ended
+        self._after_end: list[Callable[[], Any]] = []
         self._opened: Future[None] = Future()
         self._lock = threading.Lock()
         self._metrics: list[tuple[str, float, int, int]] = []
@@ -644,7 +645,21 @@ class FlowRunHandle:
                 except Exception as exc:
                     self.degrade(f"MLflow could not end run {run_id} ({exc})")
         finally:
-            self._finished = True
+            with self._lock:
+                self._finished = True
+                callbacks, self._after_end = self._after_end, []
+            for callback in callbacks:
+                with suppress(Exception):
+                    callback()
+
+    def after_end(self, fn: Callable[[], Any]) -> None:
+        """Call `fn()` once the MLflow run is ended (or its end given up), in the thread that
+        ended it; at once if that happened already. `fn` must not raise."""
+        with self._lock:
+            if not self._finished:
+                self._after_end.append(fn)
+                return
+        fn()
 
 
 def mark_runs_failed(tracking_uri: str, run_ids: list[str], reason: str) -> None:

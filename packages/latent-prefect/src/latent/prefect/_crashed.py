@@ -68,8 +68,14 @@ def owned(project: Project, handle: FlowRunHandle) -> Iterator[None]:
     try:
         yield
     finally:
-        with suppress(Exception):
-            _update(project, remove=entry)
+        # once the MLflow run is ended: a process whose last writes never reached the store
+        # (a tracking server that stopped answering) leaves its run for the next one to mark
+        handle.after_end(lambda: _forget(project, entry))
+
+
+def _forget(project: Project, entry: dict[str, Any]) -> None:
+    with suppress(Exception):
+        _update(project, remove=entry)
 
 
 def _prefect_entry(handle: FlowRunHandle) -> dict[str, Any]:
