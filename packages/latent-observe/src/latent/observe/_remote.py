@@ -158,7 +158,7 @@ class _RemoteTraces:
                 return
         try:
             if not _spans_sent_as_they_end:
-                backend.flush_traces()  # export while MLflow still knows the trace (~1 s)
+                backend.flush_traces()  # export while MLflow still knows the trace
         finally:
             with self._lock:
                 if self._users.get(otel_trace_id, [None])[0] == 0:

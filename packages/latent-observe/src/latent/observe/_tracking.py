@@ -641,7 +641,7 @@ class FlowRunHandle:
                 try:
                     backend.end_run(run_id, failed=failed)
                     if traces:
-                        backend.flush_traces()
+                        backend.flush_traces(_exit_wait_s())
                 except Exception as exc:
                     self.degrade(f"MLflow could not end run {run_id} ({exc})")
         finally:
