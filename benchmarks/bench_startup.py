@@ -130,6 +130,9 @@ def _env(scratch: Path) -> dict[str, str]:
         PREFECT_SERVER_ANALYTICS_ENABLED="false",
     )
     env.pop("MLFLOW_TRACKING_URI", None)
+    # As installed for a user, modules are compiled once (__pycache__); with this set (some CI
+    # and sandbox shells do), every process compiles every module again: +3-4 s a run here.
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
     return env
 
 
