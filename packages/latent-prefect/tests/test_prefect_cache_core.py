@@ -330,3 +330,79 @@ def predictions():
     project.flow("predictions", code)
     assert project.load("predictions")() == [x * 2 for x in range(200)]
     assert project.calls() == ["hash"]
+
+
+def test_two_projects_traced_at_once_never_record_into_each_others_store(
+    tmp_path: Path, prefect_server: None
+) -> None:
+    """MLflow sends a process's traces to one store; a second project's flow running at the
+    same time records its run and metrics in its own store and no spans, never the first's."""
+    import builtins
+
+    code = """
+import builtins
+from latent.observe import current_run
+from latent.prefect import flow, task
+
+@task("work", cache=False)
+def work(x):
+    return x + 1
+
+@flow("main")
+def main():
+    out = [f.result() for f in work.map(range(20))]
+    current_run().wait_ready()  # both runs open while both bodies run: they overlap
+    builtins.LATENT_TEST_BARRIER.wait(timeout=120)
+    return out
+"""
+    projects = []
+    for name in ("a", "b"):
+        root = tmp_path / name
+        (root / "config").mkdir(parents=True)
+        (root / "flows").mkdir()
+        (root / "config/latent.toml").write_text('environment = "dev"\n')  # MLflow on
+        (root / "config/global.yaml").write_text("")
+        project = ProjectDir(root)
+        project.flow("main", code)
+        projects.append(project)
+
+    from mlflow import MlflowClient
+
+    from latent.config import Project
+    from latent.observe import tracking_warnings
+    from latent.observe._tracking import wait_for_tracking
+    from latent.prefect.cli import load_flow
+
+    flows = [load_flow(Project(p.root), "main") for p in projects]
+    results: dict[int, object] = {}
+    builtins.LATENT_TEST_BARRIER = threading.Barrier(2)  # type: ignore[attr-defined]
+    try:
+        threads = [
+            threading.Thread(target=lambda i=i: results.__setitem__(i, flows[i]()))
+            for i in range(2)
+        ]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    finally:
+        del builtins.LATENT_TEST_BARRIER  # type: ignore[attr-defined]
+    assert results == {0: list(range(1, 21)), 1: list(range(1, 21))}
+    wait_for_tracking()
+
+    traces_per_store = []
+    for project in projects:
+        client = MlflowClient(tracking_uri=Project(project.root).tracking_uri)
+        experiment = client.get_experiment_by_name("main")
+        assert experiment is not None
+        (run,) = client.search_runs([experiment.experiment_id])
+        assert run.info.status == "FINISHED"  # each project's run in its own store
+        traces = client.search_traces(locations=[experiment.experiment_id])
+        for trace in traces:  # a trace here is this store's run's, never the other project's
+            assert trace.info.request_metadata.get("mlflow.sourceRun") == run.info.run_id
+            assert sum(s.name.startswith("work[") for s in trace.data.spans) == 20
+        traces_per_store.append(len(traces))
+    assert sorted(traces_per_store) == [0, 1]
+    assert any(
+        "its spans are not recorded while a flow of another" in w for w in tracking_warnings()
+    )

@@ -23,7 +23,7 @@ from latent.observe._results import (
     log_outputs,
     log_table,
 )
-from latent.observe._settings import configure_tracking, tracking_warnings
+from latent.observe._settings import configure_tracking, tracking_for, tracking_warnings
 from latent.observe._spans import (
     CACHED_SPANS_PER_MAP,
     SPAN_TYPES,
@@ -95,6 +95,7 @@ __all__ = [
     "task_attributes",
     "token_usage",
     "trace_link",
+    "tracking_for",
     "tracking_warnings",
     "validate_span_type",
     "wait_for_tracking",

@@ -212,7 +212,6 @@ class Backend:
             backend = cls._cache.get(uri)
             if backend is None:
                 backend = cls._cache[uri] = cls(uri)
-        backend.use_for_traces()
         return backend
 
     def use_for_traces(self) -> None:

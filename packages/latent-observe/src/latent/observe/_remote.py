@@ -203,6 +203,7 @@ def _backend_for(link: TraceLink) -> Backend | None:
             )
             backend = None
         if backend is not None:
+            backend.use_for_traces()  # a worker sends the spans of its tasks to their flow's store
             _send_spans_as_they_end()
         _backends[link.tracking_uri] = backend
         return backend

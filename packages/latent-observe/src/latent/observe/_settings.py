@@ -1,4 +1,4 @@
-"""Process-wide tracking settings and the warnings tracking has emitted.
+"""Tracking settings (process-wide defaults, or bound to one flow run) and tracking's warnings.
 
 Whether tracking is on is decided once, by whoever composes Latent: latent-prefect reads
 ``[mlflow] enabled`` and ``LATENT_MLFLOW_ENABLED`` through latent-config and passes the result to
@@ -6,6 +6,10 @@ Whether tracking is on is decided once, by whoever composes Latent: latent-prefe
 ``LATENT_MLFLOW_ENABLED`` itself with latent-config's rules (``tests/test_settings_agree.py``):
 ``1/true/yes/on`` or ``0/false/no/off`` in any case, unset or empty means on, anything else is a
 `SettingsError` naming the variable.
+
+`configure_tracking` sets the process's defaults; `tracking_for` binds settings to a block (a
+flow run, in a context variable), so two projects running at once in one process (threads,
+asyncio) each record into their own store.
 """
 
 from __future__ import annotations
@@ -13,6 +17,9 @@ from __future__ import annotations
 import logging
 import os
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 
 from latent.observe.errors import SettingsError
@@ -41,6 +48,7 @@ class TrackingSettings:
 
 
 _settings = TrackingSettings()
+_bound: ContextVar[TrackingSettings | None] = ContextVar("latent_tracking_settings", default=None)
 _warnings: list[str] = []
 _warnings_lock = threading.Lock()
 
@@ -77,19 +85,52 @@ def configure_tracking(
     )
 
 
+@contextmanager
+def tracking_for(
+    *,
+    enabled: bool | None = None,
+    tracking_uri: str | None = None,
+    experiment_prefix: str = "",
+    environment: str | None = None,
+    connect_timeout_s: float = 3.0,
+    artifact_location: str | None = None,
+    max_table_rows: int = MAX_TABLE_ROWS,
+) -> Iterator[TrackingSettings]:
+    """Within this block (this thread or task and what it starts), these settings instead of
+    `configure_tracking`'s: a flow run of one project beside another project's in one process."""
+    bound = TrackingSettings(
+        enabled=enabled,
+        tracking_uri=tracking_uri,
+        experiment_prefix=experiment_prefix,
+        environment=environment,
+        connect_timeout_s=connect_timeout_s,
+        artifact_location=artifact_location,
+        max_table_rows=max_table_rows,
+    )
+    token = _bound.set(bound)
+    try:
+        yield bound
+    finally:
+        _bound.reset(token)
+
+
 def current_settings() -> TrackingSettings:
-    return _settings
+    """The settings bound here by `tracking_for`, else `configure_tracking`'s."""
+    bound = _bound.get()
+    return bound if bound is not None else _settings
 
 
-def artifact_location() -> str | None:
+def artifact_location(settings: TrackingSettings | None = None) -> str | None:
     """Where new experiments keep artifacts: ``LATENT_MLFLOW_ARTIFACT_LOCATION`` > configured."""
-    return os.environ.get(ARTIFACTS_ENV) or _settings.artifact_location
+    chosen = settings if settings is not None else current_settings()
+    return os.environ.get(ARTIFACTS_ENV) or chosen.artifact_location
 
 
 def tracking_enabled() -> bool:
     """Whether tracking is on: as configured, else as ``LATENT_MLFLOW_ENABLED`` says (on)."""
-    if _settings.enabled is not None:
-        return _settings.enabled
+    settings = current_settings()
+    if settings.enabled is not None:
+        return settings.enabled
     flag = env_flag(ENABLED_ENV)
     return True if flag is None else flag
 

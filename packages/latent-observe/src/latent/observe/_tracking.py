@@ -175,6 +175,8 @@ class SpanNode:
         parent = self.parent
         run = self.root_of
         new_trace = run is not None and parent is None  # a remote parent owns the trace
+        if not self.run._traced:
+            return  # another project's flow owns the trace store (see `_tracing`)
         attributes = dict(self.attributes)
         if run is not None:
             attributes["latent.run_id"] = run._run_id
@@ -215,6 +217,11 @@ _RUN: ContextVar[FlowRunHandle | None] = ContextVar("latent_observe_run", defaul
 _SPAN: ContextVar[SpanNode | None] = ContextVar("latent_observe_span", default=None)
 _active_runs: list[FlowRunHandle] = []
 _active_lock = threading.Lock()
+# Top-level runs whose spans go to MLflow's trace exporter, and the store each writes to. The
+# exporter sends every trace of the process to one store (MLflow's global tracking URI), so
+# while one project's flow is traced, another project's flow at the same time records its run,
+# params and metrics in its own store but no spans: never into the other project's store.
+_tracing: dict[int, str] = {}  # id(handle) -> tracking URI
 
 
 class FlowRunHandle:
@@ -237,6 +244,8 @@ class FlowRunHandle:
         self._top: FlowRunHandle = parent._top if parent is not None else self
         self._backend: Backend | None = None
         self._failed = False
+        self._traced = True  # False: another project's flow owns the process's trace store
+        self._body_done = False
         self._warned = False  # meaningful on the top-level run only
         self._ended = False  # the flow left its run: nothing more is recorded into it
         self._finished = False  # its MLflow run was ended
@@ -365,6 +374,7 @@ class FlowRunHandle:
         try:
             backend = self._connect(settings or current_settings())
             if backend is not None:
+                self._traced = self._claim_traces(backend)
                 try:
                     self._start_run(backend, settings or current_settings(), params, tags)
                 except Exception as exc:
@@ -373,6 +383,35 @@ class FlowRunHandle:
         finally:
             if not self._opened.done():
                 self._opened.set_result(None)
+
+    def _claim_traces(self, backend: Backend) -> bool:
+        """Whether this run's spans may go to its store (see `_tracing`); points MLflow's
+        exporter at it if so. Subflows trace as their parent does."""
+        if self.parent is not None:
+            return self.parent._traced
+        uri = backend.tracking_uri
+        with _active_lock:
+            busy = sorted(
+                {other for key, other in _tracing.items() if key != id(self) and other != uri}
+            )
+            if not busy:
+                backend.use_for_traces()
+                if not self._body_done:
+                    _tracing[id(self)] = uri
+                return True
+        emit_warning(
+            f"flow '{self.flow_name}': its spans are not recorded while a flow of another "
+            f"project (MLflow store {busy[0]}) is traced in this process: MLflow sends a "
+            "process's traces to one store. Its run, params and metrics are recorded in "
+            f"{uri}. Run the projects in separate processes to trace both."
+        )
+        return False
+
+    def release_traces(self) -> None:
+        """The flow's body ended: its trace store is free for another project's flow."""
+        with _active_lock:
+            self._body_done = True
+            _tracing.pop(id(self), None)
 
     def _connect(self, settings: Any) -> Backend | None:
         if self.parent is not None:
@@ -397,7 +436,9 @@ class FlowRunHandle:
         if parent is not None and parent._experiment_id is not None:
             experiment_id = parent._experiment_id  # nested runs live with their parent
         else:
-            root = artifact_location() or _mlflow.default_artifact_root(backend.tracking_uri)
+            root = artifact_location(settings) or _mlflow.default_artifact_root(
+                backend.tracking_uri
+            )
             experiment_id = backend.experiment_id(settings.experiment_prefix + self.flow_name, root)
         run_name = f"{self.flow_name}-{datetime.now():%Y%m%d-%H%M%S}"
         parent_run_id = parent._run_id if parent is not None else None
@@ -892,6 +933,7 @@ def flow_run(
         _RUN.reset(run_token)
         handle._root = None
         root.end(handle._outputs, error)
+        handle.release_traces()
         handle.close(failed=error is not None)
 
 

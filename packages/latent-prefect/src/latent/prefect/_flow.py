@@ -20,7 +20,7 @@ from pydantic import BaseModel
 
 from latent.cache import checkpoints_for, fingerprint_paths
 from latent.config import Project, RunConfig, bind_run, current_run, track_param_reads
-from latent.observe import bind_names, flow_run, log_dataset, log_outputs, logger
+from latent.observe import bind_names, flow_run, log_dataset, log_outputs, logger, tracking_for
 from latent.prefect import (
     _crashed,
     _lineage,
@@ -126,6 +126,8 @@ class _FlowCall:
             checkpoints_for(environment=settings.environment, directory=project.cache_dir)
         )
         stack.enter_context(cache_session())
+        if outer is None:  # this project's MLflow store, whatever the process's default is
+            stack.enter_context(tracking_for(**_runtime.tracking_settings(project)))
         self.tracked = stack.enter_context(
             flow_run(spec.name, run.parameters, tags=_run_tags(spec), code=spec.fn)
         )

@@ -97,8 +97,9 @@ def project_for(fn: Callable[..., Any]) -> Project:
 def prepare(project: Project) -> Project:
     """Wire latent-cache and latent-observe to `project` (again only when the project changed).
 
-    The wiring is process-wide: one process runs one project at a time (tests and notebooks
-    that switch projects get rewired on the switch).
+    The wiring is the process's default (tests and notebooks that switch projects get rewired on
+    the switch); a flow run also binds its own project's cache, checkpoints and tracking for its
+    duration (`_flow._FlowCall`), so two projects can run at once in one process.
     """
     add_project_root(project.root)  # `from flows.common import x` in flows and workers
     if _configured and _configured[0] is project:
@@ -106,17 +107,23 @@ def prepare(project: Project) -> Project:
     with _configure_lock:
         settings = project.settings
         configure_checkpoints(environment=settings.environment, directory=project.cache_dir)
-        configure_tracking(
-            enabled=settings.mlflow.enabled,
-            tracking_uri=project.tracking_uri,
-            experiment_prefix=settings.mlflow.experiment_prefix,
-            environment=settings.environment,
-            artifact_location=project.artifact_location,
-        )
+        configure_tracking(**tracking_settings(project))
         configure_redaction(patterns=settings.observe.secret_patterns)
         set_logger_provider(_prefect_run_logger)
         _configured[:] = [project]
     return project
+
+
+def tracking_settings(project: Project) -> dict[str, Any]:
+    """latent-observe's settings for `project` (`configure_tracking` / `tracking_for`)."""
+    settings = project.settings
+    return {
+        "enabled": settings.mlflow.enabled,
+        "tracking_uri": project.tracking_uri,
+        "experiment_prefix": settings.mlflow.experiment_prefix,
+        "environment": settings.environment,
+        "artifact_location": project.artifact_location,
+    }
 
 
 def _prefect_run_logger() -> logging.Logger | logging.LoggerAdapter[logging.Logger] | None:
