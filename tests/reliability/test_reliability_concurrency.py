@@ -81,3 +81,62 @@ def test_two_processes_share_one_project(project: ProjectDir, prefect_api_url: s
     frame, third_notes = project.load("shared")()
     assert frame.to_dict(orient="records") == expected_scores and third_notes == notes
     assert len(project.calls()) == before
+
+
+FOUR_FLOW = """
+import time
+from latent.prefect import flow, task
+
+@task("judge")
+def judge(row: dict) -> int:
+    count("row-" + str(row["id"]))
+    time.sleep(0.05)  # a model call: long enough for the runs to overlap
+    return row["id"] * 3
+
+@task("total")
+def total(values: list) -> int:
+    count("total")
+    time.sleep(0.5)
+    return sum(values)
+
+@flow("four")
+def four():
+    values = [f.result() for f in judge.map(row=[{"id": i} for i in range(80)])]
+    return total(values)
+"""
+
+
+@pytest.mark.slow
+def test_four_runs_at_once_compute_every_result_once(
+    project: ProjectDir, prefect_api_url: str
+) -> None:
+    """Issue 16: four `latent run`s of one project started together: each row and each task
+    call is computed by one of them; the others wait for its record and serve it as a hit."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from reliability_project import child_env
+
+    project.flow("four", FOUR_FLOW)
+    latent = str(Path(sys.executable).parent / "latent")
+    env = {**child_env(), "COLUMNS": "200", "PREFECT_API_URL": prefect_api_url}
+    procs = [
+        subprocess.Popen(
+            [latent, "run", "four"],
+            cwd=project.root,
+            stdout=open(project.root / f"r{i}.out", "wb"),  # noqa: SIM115
+            stderr=open(project.root / f"r{i}.err", "wb"),  # noqa: SIM115
+            env=env,
+        )
+        for i in range(4)
+    ]
+    codes = [p.wait(timeout=600) for p in procs]
+    for i, code in enumerate(codes):
+        out = project.text(f"r{i}.out") + project.text(f"r{i}.err")
+        assert code == 0, out
+        assert no_traceback(out), out
+        assert "database is locked" not in out
+    executed = collections.Counter(project.calls())
+    assert executed == collections.Counter([f"row-{i}" for i in range(80)] + ["total"])
+    assert not list((project.root / ".latent/results/.claims").iterdir())  # all released

@@ -885,6 +885,7 @@ def flow_run(
     *,
     tags: Mapping[str, str] | None = None,
     code: Callable[..., Any] | None = None,
+    top_level: bool = False,
 ) -> Iterator[FlowRunHandle]:
     """Record the enclosed flow body as an MLflow run with a root span named after the flow.
 
@@ -895,9 +896,11 @@ def flow_run(
     (the body does not wait for MLflow); metrics are flushed and the run ended (FINISHED /
     FAILED) on exit. Any MLflow problem gives one warning and the body still runs.
     `code`, the flow's function: when it uses MLflow itself, the body waits for the run to
-    open so that its own MLflow spans nest under the flow's.
+    open so that its own MLflow spans nest under the flow's. `top_level`: the caller knows this
+    run has no parent (without it, a run started in a thread without context nests under the
+    one flow run active in the process, as a worker thread's spans do).
     """
-    parent, parent_span, _ = resolve()
+    parent, parent_span, _ = (None, None, False) if top_level else resolve()
     handle = FlowRunHandle(flow_name, parent)
     root = SpanNode(
         handle,

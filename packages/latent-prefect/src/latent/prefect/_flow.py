@@ -129,7 +129,13 @@ class _FlowCall:
         if outer is None:  # this project's MLflow store, whatever the process's default is
             stack.enter_context(tracking_for(**_runtime.tracking_settings(project)))
         self.tracked = stack.enter_context(
-            flow_run(spec.name, run.parameters, tags=_run_tags(spec), code=spec.fn)
+            flow_run(
+                spec.name,
+                run.parameters,
+                tags=_run_tags(spec),
+                code=spec.fn,
+                top_level=outer is None,  # another project's run at once is not its parent
+            )
         )
         stack.enter_context(_crashed.owned(project, self.tracked))  # marked failed if killed
         self.reads = stack.enter_context(track_param_reads())

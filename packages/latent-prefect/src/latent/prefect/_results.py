@@ -117,6 +117,15 @@ class ResultStore:
         self._remote = "://" in location and not location.startswith("file://")
         self._dir = None if self._remote else Path(location.removeprefix("file://"))
 
+    @property
+    def local_dir(self) -> Path | None:
+        """The directory of a local store (None for an object store)."""
+        return self._dir
+
+    def has(self, key: str) -> bool:
+        """Whether a local record exists under `key` (unverified: a cheap look before a read)."""
+        return self._dir is not None and (self._dir / key).is_file()
+
     # -- reading -------------------------------------------------------------------------------
 
     def read(self, key: str) -> tuple[Header, bytes] | Any:

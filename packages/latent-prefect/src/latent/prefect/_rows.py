@@ -68,11 +68,12 @@ class Outcome:
     """What one row did, sent back from the process that ran it."""
 
     index: int
-    status: str  # "Completed" or "Failed"
+    status: str  # "Completed", "Failed", or "Cached" (another run computed it meanwhile)
     duration_s: float
     value: Any = None
     error: BaseException | None = None
     rows_out: int | None = None
+    key: str | None = None  # the cache key of a "Cached" row
 
 
 class Batch:
@@ -136,6 +137,9 @@ class MapRun:
             assert outcome.error is not None
             future.set_error(outcome.error)
             self.progress.failed()
+        elif outcome.status == "Cached":  # computed by another run while this one waited
+            future.set_cached(outcome.value, outcome.key or "")
+            self.progress.cached()
         else:
             future.set_result(outcome.value)
             self.progress.done()
@@ -384,6 +388,18 @@ class _RowRunner:
         if self.fault is not None:
             finish(self._failed(row, self.fault))
             return
+        if self.cache is not None:  # another run computing this key: wait for its record
+            found = self.cache.claim(self.spec, row.probe, row.parameters, self.run.catalog)
+            if found is not None:
+                finish(self._cached(row, found))
+                return
+        try:
+            self._compute(row, finish)
+        finally:
+            if self.cache is not None:
+                self.cache.release(row.probe)
+
+    def _compute(self, row: Row, finish: Callable[[Outcome], None]) -> None:
         call = self._call(row)
         try:
             if self.attempts == 1:  # no retries: tenacity's bookkeeping is most of a fast row
@@ -404,6 +420,18 @@ class _RowRunner:
         if self.fault is not None:
             finish(self._failed(row, self.fault))
             return
+        if self.cache is not None:  # as in `run_one`
+            found = await self.cache.aclaim(self.spec, row.probe, row.parameters, self.run.catalog)
+            if found is not None:
+                finish(self._cached(row, found))
+                return
+        try:
+            await self._compute_async(row, finish)
+        finally:
+            if self.cache is not None:
+                self.cache.release(row.probe)
+
+    async def _compute_async(self, row: Row, finish: Callable[[Outcome], None]) -> None:
         call = self._call(row)
         try:
             if self.attempts == 1:  # as in `run_one`
@@ -444,6 +472,12 @@ class _RowRunner:
         if self.account_here:
             account(self.spec.name, "Completed", ran.duration_s, rows_out=ran.rows_out)
         return outcome
+
+    def _cached(self, row: Row, found: Probe) -> Outcome:
+        """Another run computed this row while this one waited: a cache hit after all."""
+        if self.account_here:
+            account(self.spec.name, "Cached")
+        return Outcome(row.index, "Cached", 0.0, found.value, key=found.key)
 
     def _failed(self, row: Row, exc: Exception) -> Outcome:
         if not isinstance(exc, TaskExecutionError):  # retried out: wrap it like the last attempt

@@ -337,13 +337,21 @@ def _in_task_run(spec: TaskSpec, args: tuple[Any, ...], kwargs: dict[str, Any]) 
         if probe is not None and probe.hit:
             return task_run.hit(call, cache, probe)
         _explain(cache, spec, probe)
+        if cache is not None and probe is not None:  # another run computing it: its record
+            found = cache.claim(spec, probe, call.parameters, call.catalog)
+            if found is not None:
+                return task_run.hit(call, cache, found)
         try:
-            with task_run.limits(call).slot():
-                ran = _execute.run(call, cache, final=task_run.final())
-        except Exception as exc:
-            task_run.failed(exc)
-            raise
-        return task_run.done(ran, cache, probe)
+            try:
+                with task_run.limits(call).slot():
+                    ran = _execute.run(call, cache, final=task_run.final())
+            except Exception as exc:
+                task_run.failed(exc)
+                raise
+            return task_run.done(ran, cache, probe)
+        finally:
+            if cache is not None and probe is not None:
+                cache.release(probe)
 
 
 async def _in_task_run_async(spec: TaskSpec, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
@@ -353,13 +361,21 @@ async def _in_task_run_async(spec: TaskSpec, args: tuple[Any, ...], kwargs: dict
         if probe is not None and probe.hit:
             return task_run.hit(call, cache, probe)
         _explain(cache, spec, probe)
+        if cache is not None and probe is not None:  # as in `_in_task_run`
+            found = await cache.aclaim(spec, probe, call.parameters, call.catalog)
+            if found is not None:
+                return task_run.hit(call, cache, found)
         try:
-            async with task_run.limits(call).aslot():
-                ran = await _execute.run_async(call, cache, final=task_run.final())
-        except Exception as exc:
-            task_run.failed(exc)
-            raise
-        return task_run.done(ran, cache, probe)
+            try:
+                async with task_run.limits(call).aslot():
+                    ran = await _execute.run_async(call, cache, final=task_run.final())
+            except Exception as exc:
+                task_run.failed(exc)
+                raise
+            return task_run.done(ran, cache, probe)
+        finally:
+            if cache is not None and probe is not None:
+                cache.release(probe)
 
 
 def _explain(cache: Any, spec: TaskSpec, probe: Probe | None) -> None:

@@ -45,6 +45,7 @@ from latent.cache import (
 from latent.cache.keys import row_key_and_ingredients
 from latent.config import DatasetError, DatasetNotFoundError, Project, current_run, params
 from latent.observe import logger
+from latent.prefect._claims import Claims
 from latent.prefect._results import MISS, Header, ResultStore
 
 if TYPE_CHECKING:
@@ -113,6 +114,56 @@ class TaskCache:
     def __init__(self, project: Project) -> None:
         self.project = project
         self.store = ResultStore(project.results_storage)
+        local = self.store.local_dir
+        self.claims = Claims(local) if local is not None else None
+
+    # -- one computer per key ------------------------------------------------------------------
+
+    def claim(
+        self, spec: TaskSpec, probe: Probe, parameters: Mapping[str, Any], catalog: Any
+    ) -> Probe | None:
+        """Hold a missed call's key for this caller to compute (None), or, when another run
+        (or thread) computed it meanwhile, that hit. Waits while a live process holds it;
+        `release` after storing or failing. See `_claims`."""
+        if self.claims is None or probe.key is None:
+            return None
+        while not self.claims.hold(probe.key):
+            self.claims.wait(probe.key)
+            found = self.probe(spec, parameters, catalog)
+            if found.hit:
+                return found
+        return self._stored_meanwhile(spec, probe, parameters, catalog)
+
+    async def aclaim(
+        self, spec: TaskSpec, probe: Probe, parameters: Mapping[str, Any], catalog: Any
+    ) -> Probe | None:
+        """`claim` for the event loop: waiting never blocks it."""
+        if self.claims is None or probe.key is None:
+            return None
+        while not self.claims.hold(probe.key):
+            await self.claims.await_release(probe.key)
+            found = self.probe(spec, parameters, catalog)
+            if found.hit:
+                return found
+        return self._stored_meanwhile(spec, probe, parameters, catalog)
+
+    def _stored_meanwhile(
+        self, spec: TaskSpec, probe: Probe, parameters: Mapping[str, Any], catalog: Any
+    ) -> Probe | None:
+        """Between the caller's look-up and its claim, another run may have stored the key."""
+        assert probe.key is not None and self.claims is not None
+        if not self.store.has(probe.key):
+            return None
+        found = self.probe(spec, parameters, catalog)
+        if not found.hit:
+            return None
+        self.claims.release(probe.key)
+        return found
+
+    def release(self, probe: Probe) -> None:
+        """Give up the claim `claim` took (after the result is stored, or the call failed)."""
+        if self.claims is not None and probe.key is not None:
+            self.claims.release(probe.key)
 
     # -- look up -------------------------------------------------------------------------------
 
