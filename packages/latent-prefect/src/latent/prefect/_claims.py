@@ -26,12 +26,16 @@ FOREIGN_CLAIM_S = 3600.0  # a claim of another host is trusted this long (its pi
 _POLL_FIRST_S, _POLL_MAX_S = 0.02, 0.5
 
 
+_me: dict[int, str] = {}  # pid -> this process's identity (a forked worker has its own)
+
+
 def _this_process() -> str:
-    started = psutil.Process().create_time()
-    return f"{socket.gethostname()} {os.getpid()} {started:.3f}"
-
-
-_ME = _this_process()
+    pid = os.getpid()
+    found = _me.get(pid)
+    if found is None:
+        started = psutil.Process(pid).create_time()
+        found = _me[pid] = f"{socket.gethostname()} {pid} {started:.3f}"
+    return found
 
 
 class Claims:
@@ -48,7 +52,10 @@ class Claims:
             try:
                 fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
             except FileNotFoundError:
-                self.directory.mkdir(parents=True, exist_ok=True)
+                try:
+                    self.directory.mkdir(parents=True, exist_ok=True)
+                except OSError:
+                    return True  # a read-only or full store: the call computes (and says so)
                 continue
             except FileExistsError:
                 if self._alive(path):
@@ -58,7 +65,7 @@ class Claims:
             except OSError:
                 return True  # claims are an optimisation: a store we cannot claim in computes
             with os.fdopen(fd, "w") as f:
-                f.write(_ME)
+                f.write(_this_process())
             return True
         return False
 
@@ -93,7 +100,7 @@ class Claims:
         host, pid, started = holder
         if host != socket.gethostname():
             return age < FOREIGN_CLAIM_S
-        if f"{host} {pid} {started}" == _ME:
+        if f"{host} {pid} {started}" == _this_process():
             return True
         try:
             return abs(psutil.Process(int(pid)).create_time() - float(started)) < 0.01
