@@ -139,4 +139,4 @@ def test_four_runs_at_once_compute_every_result_once(
         assert "database is locked" not in out
     executed = collections.Counter(project.calls())
     assert executed == collections.Counter([f"row-{i}" for i in range(80)] + ["total"])
-    assert not list((project.root / ".latent/results/.claims").iterdir())  # all released
+    assert not list((project.root / ".latent/results.claims").iterdir())  # all released

@@ -2,11 +2,12 @@
 
 Four `latent run`s of one project started together would each compute every row their caches
 miss. A claim makes the first caller that misses a key its only computer; the others wait for
-its record and serve it as a cache hit. A claim is a file ``<results>/.claims/<key>`` created
-exclusively, naming its process (host, pid, start time), and removed once the result is
-stored or the call has failed. A claim whose process is gone (killed) is taken over; one from
-another host (shared storage) is trusted for `FOREIGN_CLAIM_S`. Only local result directories
-have claims: an object store has no exclusive create, and runs there compute as before.
+its record and serve it as a cache hit. A claim is a file ``<results>.claims/<key>`` (beside the
+result directory: ``.latent/results.claims/`` by default) created exclusively, naming its
+process (host, pid, start time), and removed once the result is stored or the call has failed.
+A claim whose process is gone (killed) is taken over; one from another host (shared storage)
+is trusted for `FOREIGN_CLAIM_S`. Only local result directories have claims: an object store
+has no exclusive create, and runs there compute as before.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from pathlib import Path
 
 import psutil
 
-CLAIM_DIR = ".claims"
+CLAIM_SUFFIX = ".claims"
 FOREIGN_CLAIM_S = 3600.0  # a claim of another host is trusted this long (its pid can't be checked)
 _POLL_FIRST_S, _POLL_MAX_S = 0.02, 0.5
 
@@ -42,7 +43,8 @@ class Claims:
     """The claims of one result directory (see the module docstring)."""
 
     def __init__(self, results: Path) -> None:
-        self.directory = results / CLAIM_DIR
+        # beside the records, not among them: tools that list the records see only records
+        self.directory = results.with_name(results.name + CLAIM_SUFFIX)
 
     def hold(self, key: str) -> bool:
         """Claim `key` for this process; False while a live process (this one included:
