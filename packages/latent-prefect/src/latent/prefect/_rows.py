@@ -35,7 +35,14 @@ import tenacity
 
 from latent.cache import CacheWriteError, hash_once
 from latent.config import RunConfig, bind_run, current_run
-from latent.observe import TaskExecutionError, bind_names, cached_rows, continue_trace, logger
+from latent.observe import (
+    TaskExecutionError,
+    bind_names,
+    cached_rows,
+    cached_span,
+    continue_trace,
+    logger,
+)
 from latent.prefect import _execute, _prefect_compat, _shipped
 from latent.prefect._futures import RowFuture
 from latent.prefect._limits import Limits, retry_policy
@@ -475,6 +482,13 @@ class _RowRunner:
 
     def _cached(self, row: Row, found: Probe) -> Outcome:
         """Another run computed this row while this one waited: a cache hit after all."""
+        cached_span(
+            self.spec.name,
+            self.spec.span_type,
+            cache_key=found.key,
+            row_index=row.index,
+            row_id=_execute.row_id(row.parameters),
+        )
         if self.account_here:
             account(self.spec.name, "Cached")
         return Outcome(row.index, "Cached", 0.0, found.value, key=found.key)
