@@ -43,7 +43,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from latent.observe import _background, _mlflow, _mlflow_compat
+from latent.observe import _background, _mlflow, _mlflow_compat, _writer
 from latent.observe._mlflow import Backend, TrackingUnavailable
 from latent.observe._settings import (
     artifact_location,
@@ -389,6 +389,8 @@ class FlowRunHandle:
         exporter at it if so. Subflows trace as their parent does."""
         if self.parent is not None:
             return self.parent._traced
+        if getattr(backend, "own_process", False):
+            return True  # a writer process per store: its traces go to that store only
         uri = backend.tracking_uri
         with _active_lock:
             busy = sorted(
@@ -418,7 +420,8 @@ class FlowRunHandle:
             self.parent.wait_ready()
             return self.parent._backend
         try:
-            return connect(settings.tracking_uri, settings.connect_timeout_s)
+            writer = _writer.use_writer(self.nest_user_spans)
+            return connect(settings.tracking_uri, settings.connect_timeout_s, writer=writer)
         except TrackingUnavailable as exc:
             self.degrade(str(exc))
         except Exception as exc:
@@ -756,10 +759,13 @@ def wait_for_tracking(timeout_s: float | None = None, *, exiting: bool = False) 
             done = False
     if done and "mlflow" in sys.modules:
         done = _mlflow_compat.wait_trace_export(max(0.0, deadline - time.monotonic()))
+    if done:
+        done = _writer.flush_all(max(0.0, deadline - time.monotonic()))
     if exiting:
         atexit.unregister(_at_exit)  # waited once; a flow run after this registers it again
         if "mlflow" in sys.modules:
             _mlflow_compat.skip_exit_flush()
+        done = _writer.close_all(max(0.0, deadline - time.monotonic())) and done
     if done:
         _exit_warned.clear()  # a later stall is news again
     elif exiting:
@@ -767,7 +773,7 @@ def wait_for_tracking(timeout_s: float | None = None, *, exiting: bool = False) 
         logging.getLogger("mlflow").setLevel(logging.CRITICAL)
     if not done and not _exit_warned:
         _exit_warned.append(True)
-        stores = ", ".join(sorted(_mlflow.Backend.cached_uris())) or "MLflow"
+        stores = ", ".join(sorted(_stores())) or "MLflow"
         emit_warning(
             f"MLflow: {stores} did not take this process's last writes within {bound:g} s; "
             "the flow runs' MLflow runs may miss spans or metrics and show RUNNING until the "
@@ -790,15 +796,22 @@ def warm_up_tracking() -> None:
         return
     settings = current_settings()
 
+    writer = _writer.use_writer(_mlflow.user_imported())
+
     def open_store() -> None:
         with suppress(Exception):
-            connect(settings.tracking_uri, settings.connect_timeout_s)
+            connect(settings.tracking_uri, settings.connect_timeout_s, writer=writer)
 
     _background.submit(open_store)
 
 
+def _stores() -> set[str]:
+    """The stores this process has opened, here or in a writer process."""
+    return {*_mlflow.Backend.cached_uris(), *_writer.ProcessBackend.cached_uris()}
+
+
 def _exit_wait_s() -> float:
-    uris = [*_mlflow.Backend.cached_uris(), current_settings().tracking_uri or ""]
+    uris = [*_stores(), current_settings().tracking_uri or ""]
     uris.append(os.environ.get(_mlflow.ENV_TRACKING_URI, ""))
     remote = any(uri.startswith(("http://", "https://")) for uri in uris)
     default = EXIT_WAIT_SERVER_S if remote else EXIT_WAIT_LOCAL_S
@@ -818,8 +831,14 @@ def _exit_wait_last() -> None:
     atexit.register(_at_exit)
 
 
-def connect(tracking_uri: str | None, timeout_s: float) -> Backend:
-    """The process's backend for `tracking_uri`; MLflow's fluent API then follows flow runs."""
+def connect(tracking_uri: str | None, timeout_s: float, *, writer: bool = False) -> Backend:
+    """The process's backend for `tracking_uri`; MLflow's fluent API then follows flow runs.
+
+    `writer`: MLflow's writes go to a writer process (`_writer`), when the store is named.
+    """
+    if writer and tracking_uri:
+        process = _writer.ProcessBackend.for_uri(tracking_uri, timeout_s, _exit_wait_s())
+        return process  # type: ignore[return-value]  # Backend's methods (see `_writer`)
     backend = Backend.for_uri(tracking_uri, timeout_s)
     _mlflow_compat.install_flow_run_stack(_flow_active_run)
     return backend

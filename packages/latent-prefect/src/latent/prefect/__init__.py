@@ -57,7 +57,7 @@ _WHERE = {
     "logger": "latent.observe",
     "params": "latent.config",
     "task": "latent.prefect._deferred",
-    "unmapped": "prefect",
+    "unmapped": "latent.prefect._deferred",
 }
 
 __all__ = [

@@ -31,10 +31,11 @@ from pydantic import BaseModel
 from latent.prefect._flow_spec import FlowSpec, make_spec
 from latent.prefect.errors import FlowImportError
 
-__all__ = ["deferring", "flow", "materialize", "task"]
+__all__ = ["deferring", "flow", "materialize", "task", "unmapped"]
 
 P = ParamSpec("P")
 R = TypeVar("R")
+T = TypeVar("T")
 
 _deferring: contextvars.ContextVar[bool] = contextvars.ContextVar("latent_deferring", default=False)
 _pending: list[_Placeholder[Any, Any]] = []
@@ -178,3 +179,15 @@ class _PendingTask(_Placeholder[P, R]):
         from latent.prefect._task import task as build
 
         return build(*args, **kwargs)(fn)
+
+
+def unmapped(value: T) -> Any:
+    """Prefect's ``unmapped(value)``: an argument every mapped row gets whole, not split.
+
+    Prefect is imported at the first call, inside a flow, so that a flow file importing this
+    (``from latent.prefect import unmapped``) does not import Prefect while `latent run` checks
+    the configuration.
+    """
+    from prefect import unmapped as prefect_unmapped
+
+    return prefect_unmapped(value)
