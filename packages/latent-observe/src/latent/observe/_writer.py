@@ -50,6 +50,9 @@ WRITER_ENV = "LATENT_MLFLOW_WRITER"
 WRITER_MODES = ("auto", "process", "thread")
 #: How long a call waits for the writer's answer (opening the store on a loaded machine: ~10 s).
 CALL_WAIT_S = 600.0
+#: How long span messages gather before they are sent: one pipe write and one wake-up of the
+#: sending thread per burst, not per span (10,000 rows end within seconds). A call is sent at once.
+LINGER_S = 0.02
 _FRAME = struct.Struct(">I")
 #: The writer's command line (``-m`` would import this module twice: as the package's and as
 #: ``__main__``).
@@ -184,6 +187,7 @@ class ProcessBackend:
         self._refs = itertools.count(1)
         self._lock = threading.Condition()
         self._outbox: list[tuple[Any, ...]] = []
+        self._urgent = False  # a call (or the close) waits in the outbox: no lingering
         self._waiting: dict[int, Future[Any]] = {}
         self._gone: str | None = None
         self._warned = False
@@ -242,6 +246,7 @@ class ProcessBackend:
             request = next(self._refs)
             self._waiting[request] = future
             self._outbox.append(("call", request, op, args))
+            self._urgent = True
             self._lock.notify()
         try:
             return future.result(timeout=timeout_s)
@@ -257,9 +262,11 @@ class ProcessBackend:
             with self._lock:
                 while not self._outbox and self._gone is None:
                     self._lock.wait()
+                if not self._urgent:  # let a burst of span messages gather (see LINGER_S)
+                    self._lock.wait(LINGER_S)
                 if self._gone is not None:
                     return
-                batch, self._outbox = self._outbox, []
+                batch, self._outbox, self._urgent = self._outbox, [], False
             payload, dropped = _dumps(batch)
             for message in dropped:
                 self._failed_message(message)
@@ -426,6 +433,7 @@ class ProcessBackend:
         with self._lock:
             if self._gone is None:
                 self._outbox.append(("close",))
+                self._urgent = True
                 self._lock.notify()
         try:
             self._process.wait(timeout=timeout_s)

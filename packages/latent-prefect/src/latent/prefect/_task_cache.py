@@ -113,7 +113,8 @@ class TaskCache:
 
     def __init__(self, project: Project) -> None:
         self.project = project
-        self.store = ResultStore(project.results_storage)
+        self.storage = project.results_storage  # read once: a map asks for it per row
+        self.store = ResultStore(self.storage)
         local = self.store.local_dir
         self.claims = Claims(local) if local is not None else None
 
@@ -191,11 +192,11 @@ class TaskCache:
         return probe
 
     def _key(self, spec: TaskSpec, parameters: Mapping[str, Any], catalog: Any) -> Probe:
-        made = self._base(spec, parameters, catalog)
+        signature = spec.signature  # once per call: latent-cache re-checks the code each time
+        made = self._base(spec, parameters, catalog, signature)
         if made is None:
             return UNCACHED
         base, ingredients = made
-        signature = spec.signature
         reads = self._reads(spec.name, signature)
         return Probe(_with_reads(base, reads), base, signature, reads, ingredients)
 
@@ -308,9 +309,9 @@ class TaskCache:
         if session is None or probe.key is None:
             return None
         with session.lock:
-            if (self.project.results_storage, spec.name) in session.explained:
+            if (self.storage, spec.name) in session.explained:
                 return None
-            session.explained.add((self.project.results_storage, spec.name))
+            session.explained.add((self.storage, spec.name))
         lines = self.why(spec, probe)
         payload = json.dumps({"task": spec.name, "at": time.time(), "why": lines}).encode()
         self._write_side(_side_key("why", spec.name), payload)
@@ -341,7 +342,7 @@ class TaskCache:
     def _remember_last(self, spec: TaskSpec, ingredients: dict[str, str]) -> None:
         """Keep what the latest stored result was made of, once per task and run."""
         session = _session.get()
-        marker = (self.project.results_storage, spec.name)
+        marker = (self.storage, spec.name)
         if session is not None:
             with session.lock:
                 if marker in session.lasts:
@@ -354,7 +355,7 @@ class TaskCache:
 
     def _reads(self, task: str, signature: str) -> tuple[str, ...]:
         session = _session.get()
-        memo_key = (self.project.results_storage, task, signature)
+        memo_key = (self.storage, task, signature)
         if session is not None and memo_key in session.reads:
             return session.reads[memo_key]
         found = self.store.read(_reads_key(task, signature))
@@ -366,7 +367,7 @@ class TaskCache:
     def _remember_reads(self, task: str, signature: str, reads: tuple[str, ...]) -> None:
         session = _session.get()
         if session is not None:
-            session.reads[(self.project.results_storage, task, signature)] = reads
+            session.reads[(self.storage, task, signature)] = reads
         self._write_side(_reads_key(task, signature), json.dumps(list(reads)).encode())
 
     # -- pieces --------------------------------------------------------------------------------
@@ -384,21 +385,21 @@ class TaskCache:
         return time.time() + expiration.total_seconds()
 
     def _base(
-        self, spec: TaskSpec, parameters: Mapping[str, Any], catalog: Any
+        self, spec: TaskSpec, parameters: Mapping[str, Any], catalog: Any, signature: str
     ) -> tuple[str, dict[str, str]] | None:
         try:
             if spec.input and (
                 spec.input_param is None or parameters.get(spec.input_param) is None
             ):
-                return self._file_key(spec, parameters, catalog)
-            key, parts = row_key_and_ingredients(spec.name, (), parameters, spec.signature)
+                return self._file_key(spec, parameters, catalog, signature)
+            key, parts = row_key_and_ingredients(spec.name, (), parameters, signature)
         except UnhashableError as exc:
             _warn_unhashable(spec.name, exc)
             return None
         return key, _arg_ingredients(parts)
 
     def _file_key(
-        self, spec: TaskSpec, parameters: Mapping[str, Any], catalog: Any
+        self, spec: TaskSpec, parameters: Mapping[str, Any], catalog: Any, signature: str
     ) -> tuple[str, dict[str, str]] | None:
         assert spec.input is not None
         try:
@@ -406,9 +407,9 @@ class TaskCache:
         except (DatasetError, DatasetNotFoundError, FileNotFoundError):
             return None  # the task will run and report the missing input with its own error
         rest = {k: v for k, v in parameters.items() if k != spec.input_param}
-        others, parts = row_key_and_ingredients(spec.name, (), rest, spec.signature)
+        others, parts = row_key_and_ingredients(spec.name, (), rest, signature)
         refs = (spec.input,) if "." in spec.input else ()
-        key = file_cache_key([fingerprint, others], spec.signature, refs)
+        key = file_cache_key([fingerprint, others], signature, refs)
         ingredients = _arg_ingredients(parts)
         ingredients[f"data:{spec.input}"] = fingerprint
         return key, ingredients
