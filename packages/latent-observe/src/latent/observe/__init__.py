@@ -23,7 +23,12 @@ from latent.observe._results import (
     log_outputs,
     log_table,
 )
-from latent.observe._settings import configure_tracking, tracking_for, tracking_warnings
+from latent.observe._settings import (
+    TrackingSettings,
+    configure_tracking,
+    tracking_for,
+    tracking_warnings,
+)
 from latent.observe._spans import (
     CACHED_SPANS_PER_MAP,
     SPAN_TYPES,
@@ -63,6 +68,7 @@ __all__ = [
     "SpanHandle",
     "TaskExecutionError",
     "TraceLink",
+    "TrackingSettings",
     "bind_names",
     "cached_rows",
     "cached_span",

@@ -86,30 +86,13 @@ def configure_tracking(
 
 
 @contextmanager
-def tracking_for(
-    *,
-    enabled: bool | None = None,
-    tracking_uri: str | None = None,
-    experiment_prefix: str = "",
-    environment: str | None = None,
-    connect_timeout_s: float = 3.0,
-    artifact_location: str | None = None,
-    max_table_rows: int = MAX_TABLE_ROWS,
-) -> Iterator[TrackingSettings]:
-    """Within this block (this thread or task and what it starts), these settings instead of
-    `configure_tracking`'s: a flow run of one project beside another project's in one process."""
-    bound = TrackingSettings(
-        enabled=enabled,
-        tracking_uri=tracking_uri,
-        experiment_prefix=experiment_prefix,
-        environment=environment,
-        connect_timeout_s=connect_timeout_s,
-        artifact_location=artifact_location,
-        max_table_rows=max_table_rows,
-    )
-    token = _bound.set(bound)
+def tracking_for(settings: TrackingSettings) -> Iterator[TrackingSettings]:
+    """Within this block (this thread or task and what it starts), `settings` instead of
+    `configure_tracking`'s: a flow run of one project beside another project's in one process.
+    `TrackingSettings` takes `configure_tracking`'s arguments."""
+    token = _bound.set(settings)
     try:
-        yield bound
+        yield settings
     finally:
         _bound.reset(token)
 

@@ -20,7 +20,15 @@ from pydantic import BaseModel
 
 from latent.cache import checkpoints_for, fingerprint_paths
 from latent.config import Project, RunConfig, bind_run, current_run, track_param_reads
-from latent.observe import bind_names, flow_run, log_dataset, log_outputs, logger, tracking_for
+from latent.observe import (
+    TrackingSettings,
+    bind_names,
+    flow_run,
+    log_dataset,
+    log_outputs,
+    logger,
+    tracking_for,
+)
 from latent.prefect import (
     _crashed,
     _lineage,
@@ -127,7 +135,8 @@ class _FlowCall:
         )
         stack.enter_context(cache_session())
         if outer is None:  # this project's MLflow store, whatever the process's default is
-            stack.enter_context(tracking_for(**_runtime.tracking_settings(project)))
+            tracking = TrackingSettings(**_runtime.tracking_settings(project))
+            stack.enter_context(tracking_for(tracking))
         self.tracked = stack.enter_context(
             flow_run(
                 spec.name,
