@@ -751,6 +751,7 @@ def wait_for_tracking(timeout_s: float | None = None, *, exiting: bool = False) 
         return True
     bound = _exit_wait_s() if timeout_s is None else timeout_s
     deadline = time.monotonic() + bound
+    stores = ", ".join(sorted(_stores())) or "MLflow"  # before the writers close
     done = True
     if _background.started() and not _background.in_background():
         try:
@@ -773,7 +774,6 @@ def wait_for_tracking(timeout_s: float | None = None, *, exiting: bool = False) 
         logging.getLogger("mlflow").setLevel(logging.CRITICAL)
     if not done and not _exit_warned:
         _exit_warned.append(True)
-        stores = ", ".join(sorted(_stores())) or "MLflow"
         emit_warning(
             f"MLflow: {stores} did not take this process's last writes within {bound:g} s; "
             "the flow runs' MLflow runs may miss spans or metrics and show RUNNING until the "
