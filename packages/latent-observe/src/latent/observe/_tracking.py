@@ -248,7 +248,8 @@ class FlowRunHandle:
         self._body_done = False
         self._warned = False  # meaningful on the top-level run only
         self._ended = False  # the flow left its run: nothing more is recorded into it
-        self._finished = False  # its MLflow run was ended
+        self._finished = False  # its MLflow run was ended (or its end failed: `_end_failed`)
+        self._end_failed = False
         self._after_end: list[Callable[[], Any]] = []
         self._opened: Future[None] = Future()
         self._lock = threading.Lock()
@@ -679,6 +680,7 @@ class FlowRunHandle:
 
     def _finish(self, failed: bool, *, traces: bool) -> None:
         backend, run_id = self._backend, self._run_id
+        ended = True
         try:
             if backend is not None and run_id is not None:
                 self.flush()
@@ -687,21 +689,27 @@ class FlowRunHandle:
                     if traces:
                         backend.flush_traces(_exit_wait_s())
                 except Exception as exc:
+                    ended = False
                     self.degrade(f"MLflow could not end run {run_id} ({exc})")
         finally:
             with self._lock:
                 self._finished = True
+                self._end_failed = not ended
                 callbacks, self._after_end = self._after_end, []
-            for callback in callbacks:
+            for callback in callbacks if ended else ():
                 with suppress(Exception):
                     callback()
 
     def after_end(self, fn: Callable[[], Any]) -> None:
-        """Call `fn()` once the MLflow run is ended (or its end given up), in the thread that
-        ended it; at once if that happened already. `fn` must not raise."""
+        """Call `fn()` once the MLflow run is ended (or there was none to end), in the thread
+        that ended it; at once if that happened already. Never when ending it failed (a store
+        that stopped answering): the run is RUNNING, and the next run of the project marks it.
+        `fn` must not raise."""
         with self._lock:
             if not self._finished:
                 self._after_end.append(fn)
+                return
+            if self._end_failed:
                 return
         fn()
 
