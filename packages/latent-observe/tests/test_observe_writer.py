@@ -54,6 +54,9 @@ test_subflow_is_a_nested_run_and_a_failure_is_failed = (
 test_task_metrics_are_batched_and_cache_counts_logged = (
     _tracking.test_task_metrics_are_batched_and_cache_counts_logged
 )
+test_unreachable_server_runs_the_body_with_one_warning = (
+    _tracking.test_unreachable_server_runs_the_body_with_one_warning
+)
 
 
 @pytest.fixture(autouse=True)

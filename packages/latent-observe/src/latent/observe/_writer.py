@@ -179,7 +179,8 @@ class ProcessBackend:
 
     own_process = True
     _cache: ClassVar[dict[str, ProcessBackend]] = {}
-    _cache_lock: ClassVar[threading.Lock] = threading.Lock()
+    # re-entrant: a writer whose store cannot be opened closes itself inside `for_uri`
+    _cache_lock: ClassVar[threading.RLock] = threading.RLock()
     _cache_pid: ClassVar[int] = os.getpid()
 
     def __init__(self, tracking_uri: str, timeout_s: float, exit_wait_s: float) -> None:
@@ -450,18 +451,19 @@ class ProcessBackend:
 
 def flush_all(timeout_s: float) -> bool:
     """Wait (bounded) for every writer of this process to have done all it was sent."""
-    deadline = time.monotonic() + timeout_s
-    done = True
-    for backend in ProcessBackend.all():
-        done = backend.flush_traces(max(0.0, deadline - time.monotonic())) and done
-    return done
+    return _each_writer(ProcessBackend.flush_traces, timeout_s)
 
 
 def close_all(timeout_s: float) -> bool:
+    """Close every writer of this process (see `ProcessBackend.close`), within one bound."""
+    return _each_writer(ProcessBackend.close, timeout_s)
+
+
+def _each_writer(step: Callable[[ProcessBackend, float], bool], timeout_s: float) -> bool:
     deadline = time.monotonic() + timeout_s
     done = True
     for backend in ProcessBackend.all():
-        done = backend.close(max(0.0, deadline - time.monotonic())) and done
+        done = step(backend, max(0.0, deadline - time.monotonic())) and done
     return done
 
 
