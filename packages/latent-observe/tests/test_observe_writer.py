@@ -171,3 +171,19 @@ def test_the_writer_ignores_a_terminal_ctrl_c(tracking_uri: str) -> None:
         writer.send_signal(signal.SIGINT)
         time.sleep(0.5)
         assert writer.is_running()
+
+
+def test_a_writer_that_cannot_start_leaves_the_writes_in_this_process(
+    client: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(sys, "executable", str(tmp_path / "no-python-here"))
+    with flow_run("here", {"k": 2}) as run, span("step", "TOOL"):
+        pass
+
+    assert _writers() == []
+    recorded = client.get_run(run.run_id)
+    assert (recorded.info.status, recorded.data.params["k"]) == ("FINISHED", "2")
+    (trace,) = client.search_traces(locations=[recorded.info.experiment_id])
+    assert sorted(s.name for s in trace.data.spans) == ["here", "step"]
+    (warning,) = [w for w in tracking_warnings() if "could not start" in w]
+    assert "no-python-here" in warning and "LATENT_MLFLOW_WRITER=thread" in warning

@@ -845,8 +845,14 @@ def connect(tracking_uri: str | None, timeout_s: float, *, writer: bool = False)
     `writer`: MLflow's writes go to a writer process (`_writer`), when the store is named.
     """
     if writer and tracking_uri:
-        process = _writer.ProcessBackend.for_uri(tracking_uri, timeout_s, _exit_wait_s())
-        return process  # type: ignore[return-value]  # Backend's methods (see `_writer`)
+        try:
+            process = _writer.ProcessBackend.for_uri(tracking_uri, timeout_s, _exit_wait_s())
+            return process  # type: ignore[return-value]  # Backend's methods (see `_writer`)
+        except (OSError, _writer.WriterGone) as exc:  # no writer here (an odd interpreter)
+            emit_warning(
+                f"MLflow's writer process could not start ({exc}); MLflow's writes are done in "
+                f"this process instead (set {_writer.WRITER_ENV}=thread to skip the attempt)"
+            )
     backend = Backend.for_uri(tracking_uri, timeout_s)
     _mlflow_compat.install_flow_run_stack(_flow_active_run)
     return backend

@@ -63,6 +63,10 @@ class WriterError(Exception):
     """The writer process failed a call, or is gone; the message says which and why."""
 
 
+class WriterGone(WriterError):
+    """The writer process is not there to answer (it exited, or never answered)."""
+
+
 def writer_mode() -> str:
     """``LATENT_MLFLOW_WRITER``: auto (unset or empty), process or thread.
 
@@ -243,7 +247,7 @@ class ProcessBackend:
         future: Future[Any] = Future()
         with self._lock:
             if self._gone is not None:
-                raise WriterError(self._gone)
+                raise WriterGone(self._gone)
             request = next(self._refs)
             self._waiting[request] = future
             self._outbox.append(("call", request, op, args))
@@ -252,7 +256,7 @@ class ProcessBackend:
         try:
             return future.result(timeout=timeout_s)
         except TimeoutError:
-            raise WriterError(
+            raise WriterGone(
                 f"MLflow's writer process did not answer '{op}' within {timeout_s:g} s"
             ) from None
 
@@ -321,7 +325,7 @@ class ProcessBackend:
             waiting, self._waiting = self._waiting, {}
             self._lock.notify_all()
         for future in waiting.values():
-            future.set_exception(WriterError(str(self._gone)))
+            future.set_exception(WriterGone(str(self._gone)))
 
     def _span_problem(self, problem: str) -> None:
         if self._warned:
