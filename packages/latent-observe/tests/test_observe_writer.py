@@ -187,3 +187,53 @@ def test_a_writer_that_cannot_start_leaves_the_writes_in_this_process(
     assert sorted(s.name for s in trace.data.spans) == ["here", "step"]
     (warning,) = [w for w in tracking_warnings() if "could not start" in w]
     assert "no-python-here" in warning and "LATENT_MLFLOW_WRITER=thread" in warning
+
+
+def test_a_flow_that_outruns_its_writer_waits_for_it_and_loses_nothing(
+    client: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import threading
+
+    monkeypatch.setattr(_writer, "MAX_QUEUED", 200)
+    with flow_run("outrun") as run:
+        assert run.active
+        (writer,) = _writers()
+        writer.suspend()  # the writer takes nothing: the pipe fills, then the queue
+
+        def many_spans() -> None:
+            for index in range(3000):
+                with span(f"row-{index}", "TOOL"):
+                    pass
+
+        producer = threading.Thread(target=many_spans)
+        producer.start()
+        producer.join(3.0)
+        assert producer.is_alive()  # waiting for room, not queueing without bound
+        writer.resume()
+        producer.join(120.0)
+        assert not producer.is_alive()
+
+    (trace,) = client.search_traces(locations=[run.experiment_id])
+    assert len(trace.data.spans) == 1 + 3000
+    assert not [w for w in tracking_warnings() if "dropped" in w]
+
+
+def test_a_stuck_writer_never_hangs_the_flow(
+    tracking_uri: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(_writer, "MAX_QUEUED", 200)
+    monkeypatch.setattr(_writer, "QUEUE_WAIT_S", 0.5)
+    with flow_run("stuck") as run:
+        assert run.active
+        (writer,) = _writers()
+        writer.suspend()
+        started = time.monotonic()
+        for index in range(3000):
+            with span(f"row-{index}", "TOOL"):
+                pass
+        waited = time.monotonic() - started
+        writer.resume()
+
+    assert waited < 60.0  # one bounded wait, then the rest is dropped at once
+    (warning,) = [w for w in tracking_warnings() if "dropped until it catches up" in w]
+    assert "took no spans for 0.5 s" in warning

@@ -53,6 +53,12 @@ CALL_WAIT_S = 600.0
 #: How long span messages gather before they are sent: one pipe write and one wake-up of the
 #: sending thread per burst, not per span (10,000 rows end within seconds). A call is sent at once.
 LINGER_S = 0.02
+#: Span messages waiting to be sent, at most (a few tens of MB). A flow that outruns its writer
+#: then waits for it (back-pressure), for at most `QUEUE_WAIT_S` at a time: a writer stuck that
+#: long (a store that stopped answering) has its later span messages dropped, with one warning,
+#: until it catches up, so the flow never hangs on MLflow.
+MAX_QUEUED = 100_000
+QUEUE_WAIT_S = 30.0
 _FRAME = struct.Struct(">I")
 #: The writer's command line (``-m`` would import this module twice: as the package's and as
 #: ``__main__``).
@@ -196,6 +202,7 @@ class ProcessBackend:
         self._waiting: dict[int, Future[Any]] = {}
         self._gone: str | None = None
         self._warned = False
+        self._dropping = False  # the writer was stuck with a full queue: drop, do not wait
         self._client_backend: Backend | None = None
         self._process = subprocess.Popen(
             [sys.executable, "-c", _WRITER_MAIN, f"{exit_wait_s:g}"],
@@ -238,9 +245,29 @@ class ProcessBackend:
         with self._lock:
             if self._gone is not None:
                 return
+            if len(self._outbox) >= MAX_QUEUED and not self._room():
+                return
             self._outbox.append(message)
             if len(self._outbox) == 1:
                 self._lock.notify()
+
+    def _room(self) -> bool:
+        """With the lock held and the queue full: wait for the writer (see `MAX_QUEUED`)."""
+        self._lock.notify()
+        room = self._lock.wait_for(
+            lambda: len(self._outbox) < MAX_QUEUED or self._gone is not None,
+            timeout=0.0 if self._dropping else QUEUE_WAIT_S,
+        )
+        if room:
+            self._dropping = False
+            return self._gone is None
+        if not self._dropping:
+            self._dropping = True
+            self._span_problem(
+                f"its writer process took no spans for {QUEUE_WAIT_S:g} s with "
+                f"{MAX_QUEUED:,} waiting; later spans are dropped until it catches up"
+            )
+        return False
 
     def _call(self, op: str, *args: Any, timeout_s: float = CALL_WAIT_S) -> Any:
         """Send `op` and wait for the writer's answer; raise what the writer raised."""
@@ -272,6 +299,7 @@ class ProcessBackend:
                 if self._gone is not None:
                     return
                 batch, self._outbox, self._urgent = self._outbox, [], False
+                self._lock.notify_all()  # a flow waiting for room (see `MAX_QUEUED`)
             payload, dropped = _dumps(batch)
             for message in dropped:
                 self._failed_message(message)
