@@ -51,6 +51,8 @@ def pytest_configure(config: pytest.Config) -> None:
     os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "180")
     # A process that misses PREFECT_API_URL starts Latent's managed server here, not in the
     # user's state directory; it is stopped when the session ends.
+    # MLflow's shared writers of tests that use a state directory of their own exit soon
+    os.environ.setdefault("LATENT_MLFLOW_WRITER_IDLE", "60")
     if "LATENT_STATE_DIR" not in os.environ:
         _state_dir = tempfile.mkdtemp(prefix="latent-tests-state-")
         os.environ["LATENT_STATE_DIR"] = _state_dir
@@ -125,9 +127,11 @@ def new_project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Cal
 
 def pytest_unconfigure(config: pytest.Config) -> None:
     if _state_dir is not None:
-        from latent.prefect._server import ManagedServer
+        from latent.observe import stop_shared_writers
+        from latent.prefect._server import WRITER_DIR, ManagedServer
 
         ManagedServer(Path(_state_dir)).stop()
+        stop_shared_writers(Path(_state_dir) / WRITER_DIR)
         shutil.rmtree(_state_dir, ignore_errors=True)
     if _server is not None and _server.poll() is None:
         os.killpg(_server.pid, signal.SIGTERM)

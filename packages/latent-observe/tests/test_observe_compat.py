@@ -6,7 +6,7 @@ from __future__ import annotations
 import inspect
 from typing import Any
 
-from latent.observe import flow_run
+from latent.observe import _mlflow_compat, flow_run
 from latent.observe._mlflow_compat import FlowRunStack
 
 
@@ -58,3 +58,8 @@ def test_trace_export_queue_internals_exist(client: Any) -> None:
     for processor in processors:
         assert callable(processor.force_flush)
     assert wait_trace_export(30.0)
+
+
+def test_the_writer_modules_the_shared_writer_preloads_still_exist() -> None:
+    # each is an MLflow-internal module path; one that moved would only cost a run its import
+    assert _mlflow_compat.preload_writer_modules() == []

@@ -29,6 +29,7 @@ from latent.observe._settings import (
     tracking_for,
     tracking_warnings,
 )
+from latent.observe._shared import share_writers, shared_writers, stop_shared_writers
 from latent.observe._spans import (
     CACHED_SPANS_PER_MAP,
     SPAN_TYPES,
@@ -96,7 +97,10 @@ __all__ = [
     "redact_text",
     "row_span_name",
     "set_logger_provider",
+    "share_writers",
+    "shared_writers",
     "span",
+    "stop_shared_writers",
     "summarize",
     "task_attributes",
     "token_usage",

@@ -236,3 +236,36 @@ def skip_exit_flush() -> None:
     with contextlib.suppress(Exception):
         for queue in _trace_export_queues()[1]:
             atexit.unregister(queue._at_exit_callback)
+
+
+#: MLflow's internal modules a writer imports lazily, after `import mlflow`, to open a SQL store
+#: (the store and its migrations), record a trace and log a table: ~1 s of imports. The shared
+#: writer imports them before it forks (`_shared.zygote`) so that no run pays them. Module paths,
+#: not functions: one that moves is only imported later, by the writer that needs it.
+WRITER_MODULES = (
+    "mlflow.store.tracking.sqlalchemy_store",
+    "mlflow.store.db.utils",
+    "alembic.command",
+    "alembic.runtime.migration",
+    "mlflow.tracing.export",
+    "mlflow.tracing.processor",
+    "mlflow.pyfunc",
+    "git",
+    "pandas",  # tables arrive as pickled DataFrames
+)
+
+
+def preload_writer_modules() -> list[str]:
+    """Import MLflow and `WRITER_MODULES`; the names that could not be imported."""
+    import importlib
+
+    from latent.observe._mlflow import import_mlflow
+
+    import_mlflow()
+    missing = []
+    for name in WRITER_MODULES:
+        try:
+            importlib.import_module(name)
+        except Exception:
+            missing.append(name)
+    return missing

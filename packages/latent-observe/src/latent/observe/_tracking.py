@@ -517,10 +517,14 @@ class FlowRunHandle:
     def when_open(self, fn: Callable[[FlowRunHandle], Any]) -> None:
         """Call `fn(self)` once the run is open (recorded or not), before it ends.
 
-        On the background thread when runs end there (`defer_run_end`): the flow never waits
-        for MLflow; else here, after waiting for the opening. `fn` handles its own errors.
+        On the background thread when runs end there (`defer_run_end`) and the run is not open
+        yet: the flow never waits for MLflow; else here (after waiting for the opening). An open
+        run's `fn` runs here even then: what it writes elsewhere (Latent's link artifact in
+        Prefect) is then written before the flow goes on, not at the same moment as the next
+        flow's first write, which a SQLite-backed Prefect server may refuse (one of the two
+        requests then waits 2 s for Prefect's retry). `fn` handles its own errors.
         """
-        if _defer_end[0]:
+        if _defer_end[0] and not self.ready:
             _background.submit(lambda: fn(self))
             return
         self.wait_ready()

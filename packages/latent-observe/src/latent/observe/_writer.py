@@ -20,6 +20,9 @@ run's writes to the writer unless its code uses MLflow itself (its module import
 MLflow was imported before the flow started): MLflow's current span only exists in-process, and
 such code wants its own `mlflow.start_span` calls to nest under the task's span. ``process``
 always uses the writer, ``thread`` never (MLflow in this process, on the background thread).
+Where the caller allowed it (`_shared.share_writers`; ``latent`` does, in its state directory),
+the writer is forked by the shared writer, which imported MLflow once for every run (`_shared`);
+``private`` always starts a writer process of its own.
 
 The writer ignores Ctrl-C (the flow's process decides when to stop) and ends when its input
 closes: it finishes the writes it was given, bounded by the exit wait it was started with, so
@@ -29,6 +32,7 @@ a killed flow process leaves no writer behind for longer than that.
 from __future__ import annotations
 
 import contextlib
+import gc
 import itertools
 import json
 import os
@@ -47,7 +51,7 @@ from latent.observe._mlflow import Backend, TrackingUnavailable
 from latent.observe._settings import emit_warning
 
 WRITER_ENV = "LATENT_MLFLOW_WRITER"
-WRITER_MODES = ("auto", "process", "thread")
+WRITER_MODES = ("auto", "process", "private", "thread")
 #: How long a call waits for the writer's answer (opening the store on a loaded machine: ~10 s).
 CALL_WAIT_S = 600.0
 #: How long span messages gather before they are sent: one pipe write and one wake-up of the
@@ -74,7 +78,7 @@ class WriterGone(WriterError):
 
 
 def writer_mode() -> str:
-    """``LATENT_MLFLOW_WRITER``: auto (unset or empty), process or thread.
+    """``LATENT_MLFLOW_WRITER``: auto (unset or empty), process, private or thread.
 
     Anything else gives one warning and counts as auto: observability never stops a flow.
     """
@@ -91,7 +95,7 @@ def writer_mode() -> str:
 def use_writer(uses_mlflow: bool) -> bool:
     """Whether a top-level flow run (whose code uses MLflow itself, or not) uses the writer."""
     mode = writer_mode()
-    return mode == "process" or (mode == "auto" and not uses_mlflow)
+    return mode in ("process", "private") or (mode == "auto" and not uses_mlflow)
 
 
 # -- framing (both sides) ----------------------------------------------------------------------
@@ -204,12 +208,22 @@ class ProcessBackend:
         self._warned = False
         self._dropping = False  # the writer was stuck with a full queue: drop, do not wait
         self._client_backend: Backend | None = None
-        self._process = subprocess.Popen(
-            [sys.executable, "-c", _WRITER_MAIN, f"{exit_wait_s:g}"],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            start_new_session=True,  # a Ctrl-C at the terminal is for the flow's process
-        )
+        self._ended = threading.Event()  # the writer closed its output: it is done
+        self._process: subprocess.Popen[bytes] | None = None
+        from latent.observe import _shared
+
+        self._shared = _shared.connect(exit_wait_s) if writer_mode() != "private" else None
+        if self._shared is not None:  # forked by the shared writer: MLflow already imported
+            self._in, self._out = self._shared.reader, self._shared.writer
+        else:
+            self._process = subprocess.Popen(
+                [sys.executable, "-c", _WRITER_MAIN, f"{exit_wait_s:g}"],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                start_new_session=True,  # a Ctrl-C at the terminal is for the flow's process
+            )
+            assert self._process.stdin is not None and self._process.stdout is not None
+            self._in, self._out = self._process.stdout, self._process.stdin
         threading.Thread(target=self._send_loop, name="latent-writer-send", daemon=True).start()
         threading.Thread(target=self._read_loop, name="latent-writer-read", daemon=True).start()
         try:
@@ -217,6 +231,17 @@ class ProcessBackend:
         except BaseException:
             self.close(5.0)
             raise
+
+    @property
+    def pid(self) -> int | None:
+        """The writer's process (a private one, or the one the shared writer forked)."""
+        if self._process is not None:
+            return self._process.pid
+        return self._shared.pid if self._shared is not None else None
+
+    @property
+    def shared(self) -> bool:
+        return self._shared is not None
 
     @classmethod
     def for_uri(cls, tracking_uri: str, timeout_s: float, exit_wait_s: float) -> ProcessBackend:
@@ -288,8 +313,6 @@ class ProcessBackend:
             ) from None
 
     def _send_loop(self) -> None:
-        stdin = self._process.stdin
-        assert stdin is not None
         while True:
             with self._lock:
                 while not self._outbox and self._gone is None:
@@ -304,7 +327,7 @@ class ProcessBackend:
             for message in dropped:
                 self._failed_message(message)
             try:
-                _write_frame(stdin, payload)
+                _write_frame(self._out, payload)
             except (OSError, ValueError):
                 self._lost("its input closed")
                 return
@@ -318,17 +341,18 @@ class ProcessBackend:
             self._span_problem(f"a span value that cannot be sent to the writer ({message[0]})")
 
     def _read_loop(self) -> None:
-        stdout = self._process.stdout
-        assert stdout is not None
         while True:
             try:
-                payload = _read_frame(stdout)
+                payload = _read_frame(self._in)
                 replies = pickle.loads(payload) if payload is not None else None
             except Exception:
                 replies = None
             if replies is None:
-                code = self._process.wait()
-                self._lost(f"it exited with code {code}")
+                if self._process is not None:
+                    self._lost(f"it exited with code {self._process.wait()}")
+                else:
+                    self._lost("it closed its connection")
+                self._ended.set()
                 return
             for request, ok, value in replies:
                 if request == 0:
@@ -469,13 +493,21 @@ class ProcessBackend:
                 self._urgent = True
                 self._lock.notify()
         try:
-            self._process.wait(timeout=timeout_s)
-            return True
-        except subprocess.TimeoutExpired:
-            self._process.kill()
-            self._process.wait()
+            if self._ended.wait(timeout_s):
+                return True
+            if self._process is not None:
+                self._process.kill()
+            elif self._shared is not None:
+                self._shared.kill()
+            self._ended.wait(5.0)
             return False
         finally:
+            if self._process is not None:
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    self._process.wait(5.0)
+            if self._shared is not None:
+                self._shared.close()
+                self._shared.wait_gone(5.0)  # its connection closes as it exits
             with self._cache_lock:
                 if self._cache.get(self.tracking_uri) is self:
                     del self._cache[self.tracking_uri]
@@ -541,6 +573,8 @@ class _Writer:
             uri, timeout_s = args
             self.backend = Backend.for_uri(uri, timeout_s)
             self.backend.use_for_traces()
+            gc.freeze()  # see `serve`: MLflow's modules and the store, never scanned again
+            gc.enable()
             return None
         if op == "ids":
             if args[0] in self.root_ids:
@@ -630,11 +664,24 @@ _CALLS = frozenset(
 )  # fmt: skip
 
 
-def serve(exit_wait_s: float) -> None:
-    """The writer process: messages from stdin, answers to stdout, until close or end of input."""
+def serve(
+    exit_wait_s: float, frames_in: IO[bytes] | None = None, frames_out: IO[bytes] | None = None
+) -> None:
+    """The writer process: messages in, answers out, until close or end of input.
+
+    A private writer talks over its stdin and stdout; one forked by the shared writer
+    (`_shared`) over its socket.
+    """
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    frames_out = os.fdopen(os.dup(sys.stdout.fileno()), "wb")
-    os.dup2(sys.stderr.fileno(), sys.stdout.fileno())  # a stray print must not break a frame
+    # Importing MLflow and opening its store build several hundred thousand long-lived objects;
+    # the collector would scan them over and over meanwhile (~15 % of the time the flow may be
+    # waiting for). Off until the store is open, then those objects are frozen (`_Writer._do`).
+    gc.disable()
+    if frames_out is None:
+        frames_out = os.fdopen(os.dup(sys.stdout.fileno()), "wb")
+        os.dup2(sys.stderr.fileno(), sys.stdout.fileno())  # a stray print must not break a frame
+    if frames_in is None:
+        frames_in = sys.stdin.buffer
     if os.environ.get("MLFLOW_LOGGING_LEVEL", "").upper() not in ("DEBUG", "INFO"):
         import logging
 
@@ -645,10 +692,9 @@ def serve(exit_wait_s: float) -> None:
     warnings.simplefilter("ignore")
     replies: list[tuple[Any, ...]] = []
     writer = _Writer(replies.append)
-    stdin = sys.stdin.buffer
     closed = False
     while not closed:
-        payload = _read_frame(stdin)
+        payload = _read_frame(frames_in)
         if payload is None:
             break  # the flow's process is gone: write what was sent, then exit
         for message in pickle.loads(payload):

@@ -311,7 +311,7 @@ class LatentFlow(Flow[P, R], Generic[P, R]):
         return new
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings
+        from prefect.settings import temporary_settings
 
         gate = _selection.active()
         if gate is not None and gate.takes_flows:  # a dry run: no Prefect flow run
@@ -324,8 +324,11 @@ class LatentFlow(Flow[P, R], Generic[P, R]):
                 return self.with_options(task_runner=configured)(*args, **kwargs)
         # A top-level run checks its configuration, then picks its Prefect server (_startup).
         updates = {} if outer else _startup.prefect_settings_for_call(self, project)
-        if not project.settings.prefect.heartbeat:
-            updates[PREFECT_FLOWS_HEARTBEAT_FREQUENCY] = None
+        # Prefect validates all its settings again for `temporary_settings` (~60 ms a call):
+        # only for values not in force already (`latent run` sets them once for all its flows)
+        updates = _startup.changed({**updates, **_startup.heartbeat_setting(project)})
+        if not updates:
+            return super().__call__(*args, **kwargs)
         if inspect.iscoroutinefunction(self.fn):
             return _with_settings(updates, super().__call__(*args, **kwargs))
         with temporary_settings(updates=updates):

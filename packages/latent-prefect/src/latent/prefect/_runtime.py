@@ -20,8 +20,14 @@ from typing import Any
 
 from latent.cache import configure_checkpoints, set_module_namer
 from latent.config import Project, current_run, find_project_root
-from latent.observe import configure_redaction, configure_tracking, set_logger_provider
+from latent.observe import (
+    configure_redaction,
+    configure_tracking,
+    set_logger_provider,
+    share_writers,
+)
 from latent.prefect._importpath import add_project_root
+from latent.prefect._server import writer_dir
 
 _configured: list[Project] = []  # the project the process is wired to (at most one)
 _configure_lock = threading.Lock()
@@ -102,6 +108,7 @@ def prepare(project: Project) -> Project:
     duration (`_flow._FlowCall`), so two projects can run at once in one process.
     """
     add_project_root(project.root)  # `from flows.common import x` in flows and workers
+    share_writers(writer_dir())  # MLflow imported once for all runs (`latent.observe._shared`)
     if _configured and _configured[0] is project:
         return project
     with _configure_lock:

@@ -43,6 +43,7 @@ __all__ = [
     "ServerInfo",
     "configured_api_url",
     "state_dir",
+    "writer_dir",
 ]
 
 #: Points Latent's state directory (the managed server's home and state file) elsewhere.
@@ -64,6 +65,14 @@ def state_dir() -> Path:
     xdg = os.environ.get("XDG_STATE_HOME")
     base = Path(xdg).expanduser() if xdg else Path.home() / ".local" / "state"
     return base / "latent"
+
+
+WRITER_DIR = "mlflow-writer"
+
+
+def writer_dir() -> Path:
+    """Where MLflow's shared writer listens (`latent.observe.share_writers`)."""
+    return state_dir() / WRITER_DIR
 
 
 @dataclass(frozen=True)

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -123,6 +125,26 @@ def choose_server(project: Project, *, announce: bool = True) -> str | None:
     return url
 
 
+def use_running_server(project: Project) -> None:
+    """Before Prefect is imported: point it at the managed server if one is up already.
+
+    Prefect reads its settings once, when it is imported; a server chosen after that reaches
+    each flow call through `temporary_settings`, which validates all of Prefect's settings again
+    (~0.1 s a call). Starting a server waits until every check of `latent run` passed
+    (`choose_server`); finding a running one costs a health check of milliseconds.
+    """
+    from latent.prefect._server import ManagedServer, configured_api_url
+
+    if os.environ.get("PREFECT_API_URL") or project.settings.prefect.server != "managed":
+        return
+    if configured_api_url():
+        return
+    info = ManagedServer().running()
+    if info is not None:
+        os.environ["PREFECT_API_URL"] = info.api_url
+        _chosen[:] = [info.api_url]
+
+
 def check_reachable() -> None:
     """Fail with a readable message when the local Prefect API a run will use does not answer.
 
@@ -180,6 +202,39 @@ def prefect_settings_for_call(flow: LatentFlow[Any, Any], project: Project) -> d
     if project.settings.prefect.server == "ephemeral" and not configured_api_url():
         return {PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS: startup_timeout()}
     return {}
+
+
+def heartbeat_setting(project: Project) -> dict[Any, Any]:
+    """Prefect's flow-run heartbeat off unless ``[prefect] heartbeat = true`` (~1 s a local
+    flow; Prefect's default is on)."""
+    from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY
+
+    return {} if project.settings.prefect.heartbeat else {PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}
+
+
+def changed(updates: dict[Any, Any]) -> dict[Any, Any]:
+    """The updates whose value differs from Prefect's current one."""
+    return {setting: value for setting, value in updates.items() if setting.value() != value}
+
+
+@contextmanager
+def settings_for_runs(project: Project) -> Iterator[None]:
+    """`latent run`: Prefect's settings for all its flows, set once.
+
+    A flow call finds them in force and skips `temporary_settings`, which validates all of
+    Prefect's settings again (~60 ms a call). The API URL is the one `choose_server` picked.
+    """
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    updates = heartbeat_setting(project)
+    if os.environ.get("PREFECT_API_URL"):
+        updates[PREFECT_API_URL] = os.environ["PREFECT_API_URL"]
+    updates = changed(updates)
+    if not updates:
+        yield
+        return
+    with temporary_settings(updates=updates):
+        yield
 
 
 def ui_url_of_flow_run(flow_run_id: Any) -> str | None:

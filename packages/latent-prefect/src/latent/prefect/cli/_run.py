@@ -10,6 +10,7 @@ fix. Prefect itself is imported only when the flow files are (their `@flow` need
 from __future__ import annotations
 
 import asyncio
+import gc
 import importlib.util
 import inspect
 import sys
@@ -162,7 +163,7 @@ def run(
     show_traceback = traceback or verbose
     # `_selection` imports Prefect: only when asked, so that a config error is reported first
     selection = _selection_of(only, start, end) if only or start or end else None
-    from latent.prefect._startup import finish_tracking
+    from latent.prefect._startup import finish_tracking, settings_for_runs
 
     with _interrupt.handled():
         try:
@@ -170,16 +171,30 @@ def run(
                 flows, param or [], show_traceback, warm_up=not dry_run
             )
             gate = _selection_gate(project, loaded, selection, show_traceback)
+            _loaded()
             if dry_run:
                 for name, flow_obj in loaded:
                     _dry_run_one(project, name, flow_obj, scoped, gate, show_traceback)
                 return
             _serve(project, show_traceback)
-            for name, flow_obj in loaded:
-                _run_one(name, flow_obj, scoped, gate, show_traceback)
+            with settings_for_runs(project):
+                for name, flow_obj in loaded:
+                    _run_one(name, flow_obj, scoped, gate, show_traceback)
         finally:
             finish_tracking()  # the flows' MLflow runs, ended in the background (bounded)
     _print_where(project)
+
+
+def _loaded() -> None:
+    """Everything a run needs is imported: freeze it and turn the collector back on.
+
+    `main` turns the collector off while Prefect and the flows load; frozen objects are never
+    scanned again, which also makes every later collection during the run cheaper. Only when
+    `main` turned it off: a test calling the app in-process keeps its collector as it was.
+    """
+    if not gc.isenabled():
+        gc.freeze()
+        gc.enable()
 
 
 def _prepare(
@@ -221,9 +236,10 @@ def _prepare(
     except LatentConfigError as exc:
         _fail(exc, show_traceback, code=_config_exit_code(exc))
     if warm_up:  # all checked: MLflow's start-up overlaps Prefect's import (not for --dry-run)
-        from latent.prefect._startup import warm_up_tracking
+        from latent.prefect._startup import use_running_server, warm_up_tracking
 
         warm_up_tracking(project)
+        use_running_server(project)
     try:  # now Prefect (1.5 s of imports) and the flows and tasks for real
         finish_import(names)
     except (FlowImportError, LatentConfigError) as exc:

@@ -38,10 +38,13 @@ def start() -> None:
 
 @server_app.command("stop")
 def stop() -> None:
-    """Stop the managed server; the next run starts it again."""
-    from latent.prefect._server import ManagedServer
+    """Stop the managed server and MLflow's shared writer; the next run starts them again."""
+    from latent.observe import stop_shared_writers
+    from latent.prefect._server import ManagedServer, writer_dir
 
     info = ManagedServer().stop()
+    for pid in stop_shared_writers(writer_dir()):
+        console.print(f"Stopped MLflow's shared writer (pid {pid}).", highlight=False)
     if info is None:
         console.print("No managed Prefect server was running.")
         return
@@ -63,6 +66,17 @@ def status() -> None:
         console.print("The next `latent run` starts one, or: latent server start")
         raise typer.Exit(1)
     _describe(info)
+    _describe_writers()
+
+
+def _describe_writers() -> None:
+    from latent.observe import shared_writers
+    from latent.prefect._server import writer_dir
+
+    for pid in shared_writers(writer_dir()):
+        console.print(
+            f"MLflow writer: {pid} (shared by runs; exits on its own when idle)", highlight=False
+        )
 
 
 def _describe(info: ServerInfo) -> None:
