@@ -167,7 +167,12 @@ def test_a_tracking_server_that_stops_answering_costs_a_bounded_exit(
     assert no_traceback(out + err), out + err
     warnings = [line for line in (out + err).splitlines() if "WARNING" in line]
     assert len(warnings) == 1, warnings  # one line says what was not recorded, nothing else
-    assert server.url in warnings[0] and "LATENT_MLFLOW_EXIT_TIMEOUT" in warnings[0]
+    # which one depends on timing: the run's call timing out first (a writer that was ready at
+    # once), or the bounded wait at exit (the call still pending); never both
+    assert server.url in warnings[0]
+    assert (
+        "LATENT_MLFLOW_EXIT_TIMEOUT" in warnings[0] or "runs without MLflow tracking" in warnings[0]
+    )
     # the run the server never heard the end of is left for the next `latent run` to mark
     assert [run["tracking_uri"] for run in _owned_runs(project)] == [server.url]
     print(

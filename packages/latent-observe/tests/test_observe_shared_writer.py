@@ -12,6 +12,7 @@ from __future__ import annotations
 import importlib.util
 import os
 import signal
+import stat
 import subprocess
 import sys
 import textwrap
@@ -99,6 +100,8 @@ def test_runs_share_one_writer_process_and_each_gets_a_writer_of_its_own(
         assert client.get_run(run.run_id).data.params["k"] == str(index)
     (zygote,) = shared_writers(writer_dir)
     assert writers[0] != writers[1] and zygote not in writers
+    (sock,) = writer_dir.glob("*.sock")  # messages are pickles: no other user may connect
+    assert stat.S_IMODE(sock.stat().st_mode) & 0o077 == 0
     assert psutil.Process(zygote).is_running()
     assert not any(psutil.pid_exists(pid) for pid in writers if pid)  # each ended with its run
 

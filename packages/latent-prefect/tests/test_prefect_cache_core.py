@@ -7,6 +7,7 @@ import sys
 import threading
 from pathlib import Path
 
+import pytest
 from project_dir import LATENT_TOML, ProjectDir
 
 
@@ -332,12 +333,17 @@ def predictions():
     assert project.calls() == ["hash"]
 
 
+@pytest.mark.parametrize("writer", ["thread", "process"])
 def test_two_projects_traced_at_once_never_record_into_each_others_store(
-    tmp_path: Path, prefect_server: None
+    tmp_path: Path, prefect_server: None, writer: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """MLflow sends a process's traces to one store; a second project's flow running at the
-    same time records its run and metrics in its own store and no spans, never the first's."""
+    """MLflow sends a process's traces to one store: with MLflow in the flows' process, a second
+    project's flow running at the same time records its run and metrics in its own store and no
+    spans, never the first's. With writer processes (one per store) both are traced, each in
+    its own store."""
     import builtins
+
+    monkeypatch.setenv("LATENT_MLFLOW_WRITER", writer)
 
     code = """
 import builtins
@@ -402,6 +408,9 @@ def main():
             assert trace.info.request_metadata.get("mlflow.sourceRun") == run.info.run_id
             assert sum(s.name.startswith("work[") for s in trace.data.spans) == 20
         traces_per_store.append(len(traces))
+    if writer == "process":
+        assert traces_per_store == [1, 1]
+        return
     assert sorted(traces_per_store) == [0, 1]
     assert any(
         "its spans are not recorded while a flow of another" in w for w in tracking_warnings()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from datetime import date
 
 import pandas as pd
 import pytest
@@ -279,3 +280,32 @@ def test_unknown_flow_directory_lists_existing(project: ProjectDir) -> None:
     spec.loader.exec_module(mod)
     with pytest.raises(Exception, match="real_flow"):
         mod.ghost()
+
+
+def test_a_flow_runs_arguments_are_recorded_by_prefect_plain_or_encoded(
+    project: ProjectDir,
+) -> None:
+    from prefect.client.orchestration import get_client
+    from prefect.context import FlowRunContext
+
+    project.flow(
+        "args",
+        """
+        from datetime import date
+        from prefect.context import FlowRunContext
+        from latent.prefect import flow
+
+        @flow("args")
+        def args(n: int, name: str, opts: dict, when: object = None):
+            return str(FlowRunContext.get().flow_run.id)
+        """,
+    )
+    flow_obj = project.load("args")
+    plain = flow_obj(3, "x", {"k": [1, 2.5, None, True]})
+    encoded = flow_obj(3, "x", {"k": 1}, when=date(2026, 1, 2))
+    assert FlowRunContext.get() is None
+    with get_client(sync_client=True) as client:
+        recorded = [client.read_flow_run(run_id).parameters for run_id in (plain, encoded)]
+    # plain JSON values as they were; anything else as Prefect's encoder makes it (an ISO date)
+    assert recorded[0] == {"n": 3, "name": "x", "opts": {"k": [1, 2.5, None, True]}, "when": None}
+    assert recorded[1]["when"] == "2026-01-02"

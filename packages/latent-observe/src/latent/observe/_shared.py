@@ -127,7 +127,7 @@ def connect(exit_wait_s: float) -> Connection | None:
         return None
     try:
         directory = _directory[0]
-        directory.mkdir(parents=True, exist_ok=True)
+        directory.mkdir(mode=0o700, parents=True, exist_ok=True)
         name = key()
         path = directory / f"{name}.sock"
         if len(str(path)) > _MAX_SOCKET_PATH:
@@ -180,9 +180,15 @@ def _connect(path: Path) -> socket.socket | None:
         return None
 
 
-def _peer_pid(sock: socket.socket) -> int:
+def _peer(sock: socket.socket) -> tuple[int, int]:
+    """The pid and uid of the process at the other end (the kernel's word, not the peer's)."""
     creds = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
-    return int(struct.unpack("3i", creds)[0])
+    pid, uid, _ = struct.unpack("3i", creds)
+    return int(pid), int(uid)
+
+
+def _peer_pid(sock: socket.socket) -> int:
+    return _peer(sock)[0]
 
 
 def _start(directory: Path, name: str, path: Path) -> socket.socket | None:
@@ -195,7 +201,8 @@ def _start(directory: Path, name: str, path: Path) -> socket.socket | None:
             return sock
         with contextlib.suppress(FileNotFoundError):
             path.unlink()  # a dead zygote's socket
-        with open(directory / f"{name}.log", "ab") as log:
+        log_fd = os.open(directory / f"{name}.log", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        with os.fdopen(log_fd, "ab") as log:
             process = subprocess.Popen(
                 [sys.executable, "-c", _ZYGOTE_MAIN, str(path), f"{_idle_s():g}"],
                 stdin=subprocess.DEVNULL,
@@ -227,7 +234,10 @@ def _hello(sock: socket.socket, exit_wait_s: float, wait_s: float, path: Path) -
     sock.settimeout(wait_s)
     zygote_pid = 0
     try:
-        zygote_pid = _peer_pid(sock)
+        zygote_pid, uid = _peer(sock)
+        if uid != os.getuid():  # messages are pickles: only ever to and from this user
+            sock.close()
+            return None
         connection = Connection(sock, 0)
         hello = ("hello", PROTOCOL, dict(os.environ), os.getcwd(), exit_wait_s)
         _write_frame(connection.writer, pickle.dumps(hello, protocol=pickle.HIGHEST_PROTOCOL))
@@ -259,6 +269,7 @@ def zygote(path: str, idle_s: float) -> None:
     gc.disable()  # see `_writer.serve`: MLflow's objects are frozen once imported
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     staging = f"{path}.{os.getpid()}"
+    os.umask(0o077)  # the socket (and the log): this user's only
     listener.bind(staging)
     listener.listen(128)
     os.replace(staging, path)  # clients connect from now on; they wait while MLflow imports
@@ -283,6 +294,9 @@ def zygote(path: str, idle_s: float) -> None:
         except InterruptedError:
             continue
         last = time.monotonic()
+        if _peer(client)[1] != os.getuid():  # messages are pickles: this user's processes only
+            client.close()
+            continue
         pid = os.fork()
         if pid == 0:
             listener.close()

@@ -336,6 +336,8 @@ class FlowRunHandle:
     def degrade(self, message: str) -> None:
         """Stop recording this run (and its subflows); warn once per top-level run (and not
         after `wait_for_tracking` said that the last writes were not done)."""
+        if self._backend is not None:
+            _degraded_stores.add(self._backend.tracking_uri)
         self._backend = None
         self._failed = True
         top = self._top
@@ -763,7 +765,8 @@ def wait_for_tracking(timeout_s: float | None = None, *, exiting: bool = False) 
         return True
     bound = _exit_wait_s() if timeout_s is None else timeout_s
     deadline = time.monotonic() + bound
-    stores = ", ".join(sorted(_stores())) or "MLflow"  # before the writers close
+    opened = _stores()
+    stores = ", ".join(sorted(opened)) or "MLflow"  # before the writers close
     done = True
     if _background.started() and not _background.in_background():
         try:
@@ -784,7 +787,8 @@ def wait_for_tracking(timeout_s: float | None = None, *, exiting: bool = False) 
     elif exiting:
         # said once here; what the stuck writes report as they fail is noise at exit
         logging.getLogger("mlflow").setLevel(logging.CRITICAL)
-    if not done and not _exit_warned:
+    # a store whose runs already said they stopped recording (one warning each) is not news
+    if not done and not _exit_warned and not (opened and opened <= _degraded_stores):
         _exit_warned.append(True)
         emit_warning(
             f"MLflow: {stores} did not take this process's last writes within {bound:g} s; "
@@ -795,6 +799,7 @@ def wait_for_tracking(timeout_s: float | None = None, *, exiting: bool = False) 
 
 
 _exit_warned: list[bool] = []
+_degraded_stores: set[str] = set()  # stores a run stopped recording into (and warned about)
 
 
 def warm_up_tracking() -> None:
