@@ -97,6 +97,8 @@ class Connection:
 
     def wait_gone(self, timeout_s: float) -> bool:
         """Wait (bounded) until the writer's process is gone, not only its connection."""
+        if self.pid <= 0:  # not answered yet: there is no writer to wait for
+            return True
         deadline = time.monotonic() + timeout_s
         while True:
             try:
@@ -110,6 +112,8 @@ class Connection:
             time.sleep(0.002)
 
     def kill(self) -> None:
+        if self.pid <= 0:  # never os.kill(0, ...): that is this process's own group
+            return
         with contextlib.suppress(OSError):
             os.kill(self.pid, signal.SIGKILL)
 

@@ -108,13 +108,13 @@ def prepare(project: Project) -> Project:
     duration (`_flow._FlowCall`), so two projects can run at once in one process.
     """
     add_project_root(project.root)  # `from flows.common import x` in flows and workers
-    share_writers(writer_dir())  # MLflow imported once for all runs (`latent.observe._shared`)
     if _configured and _configured[0] is project:
         return project
     with _configure_lock:
         settings = project.settings
         configure_checkpoints(environment=settings.environment, directory=project.cache_dir)
         configure_tracking(**tracking_settings(project))
+        share_writers(writer_dir())  # MLflow imported once for all runs (`latent.observe._shared`)
         configure_redaction(patterns=settings.observe.secret_patterns)
         set_logger_provider(_prefect_run_logger)
         _configured[:] = [project]

@@ -26,7 +26,7 @@ def main() -> None:
     # objects, and the collector scans them over and over while they load (~15 % of the import
     # time) and once more while the process exits. It stays off while a command loads: `run`
     # freezes what loaded (never scanned again) and turns it back on before a flow runs
-    # (`_run.loaded`); freezing again on the way out skips the last full scan.
+    # (`_run._loaded`); freezing again on the way out skips the last full scan.
     gc.disable()
     try:
         app(args=sys.argv[1:] or ["--help"])
