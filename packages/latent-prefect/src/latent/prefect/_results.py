@@ -42,6 +42,7 @@ def _current_umask() -> int:
     return mask
 
 
+_made_dirs: set[str] = set()  # local record directories this process made or found
 _FILE_MODE = 0o666 & ~_current_umask()  # read once: os.umask is process-wide and not atomic
 
 
@@ -124,7 +125,7 @@ class ResultStore:
 
     def has(self, key: str) -> bool:
         """Whether a local record exists under `key` (unverified: a cheap look before a read)."""
-        return self._dir is not None and (self._dir / key).is_file()
+        return self._dir is not None and os.path.isfile(os.path.join(self._dir, key))
 
     # -- reading -------------------------------------------------------------------------------
 
@@ -214,13 +215,24 @@ class ResultStore:
 
     @staticmethod
     def _write_local(directory: Path, key: str, data: bytes) -> None:
-        directory.mkdir(parents=True, exist_ok=True)
-        fd, temp = tempfile.mkstemp(prefix=TEMP_PREFIX, dir=directory)
+        where = str(directory)
+        if where not in _made_dirs:  # a mkdir per record is a syscall per row of a map
+            directory.mkdir(parents=True, exist_ok=True)
+            _made_dirs.add(where)
         try:
-            with os.fdopen(fd, "wb") as f:
-                f.write(data)
-            os.chmod(temp, _FILE_MODE)
-            os.replace(temp, directory / key)
+            fd, temp = tempfile.mkstemp(prefix=TEMP_PREFIX, dir=where)
+        except FileNotFoundError:  # removed since (`latent cache clear`): made again
+            directory.mkdir(parents=True, exist_ok=True)
+            fd, temp = tempfile.mkstemp(prefix=TEMP_PREFIX, dir=where)
+        try:
+            try:
+                view = memoryview(data)
+                while view:
+                    view = view[os.write(fd, view) :]
+                os.fchmod(fd, _FILE_MODE)
+            finally:
+                os.close(fd)
+            os.replace(temp, os.path.join(where, key))
         except BaseException:
             with contextlib.suppress(OSError):
                 os.unlink(temp)

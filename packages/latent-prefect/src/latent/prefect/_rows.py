@@ -392,89 +392,94 @@ class _RowRunner:
         )
 
     def run_one(self, row: Row, finish: Callable[[Outcome], None]) -> None:
-        if self.fault is not None:
-            finish(self._failed(row, self.fault))
-            return
-        if self.cache is not None:  # another run computing this key: wait for its record
-            found = self.cache.claim(self.spec, row.probe, row.parameters, self.run.catalog)
-            if found is not None:
-                finish(self._cached(row, found))
-                return
-        try:
-            self._compute(row, finish)
-        finally:
-            if self.cache is not None:
-                self.cache.release(row.probe)
-
-    def _compute(self, row: Row, finish: Callable[[Outcome], None]) -> None:
-        call = self._call(row)
-        try:
-            if self.attempts == 1:  # no retries: tenacity's bookkeeping is most of a fast row
-                with self.limits.slot(self.waiting):
-                    ran = _execute.run(call, self.cache, final=True, attempt=1)
-            else:
-                for attempt in tenacity.Retrying(**self.policy):
-                    with attempt, self.limits.slot(self.waiting):  # every attempt is a call
-                        final = attempt.retry_state.attempt_number >= self.attempts
-                        number = attempt.retry_state.attempt_number
-                        ran = _execute.run(call, self.cache, final=final, attempt=number)
-        except Exception as exc:
-            finish(self._failed(row, exc))
-            return
-        finish(self._completed(row, ran))
-
-    async def run_one_async(self, row: Row, finish: Callable[[Outcome], None]) -> None:
-        if self.fault is not None:
-            finish(self._failed(row, self.fault))
-            return
-        if self.cache is not None:  # as in `run_one`
-            found = await self.cache.aclaim(self.spec, row.probe, row.parameters, self.run.catalog)
-            if found is not None:
-                finish(self._cached(row, found))
-                return
-        try:
-            await self._compute_async(row, finish)
-        finally:
-            if self.cache is not None:
-                self.cache.release(row.probe)
-
-    async def _compute_async(self, row: Row, finish: Callable[[Outcome], None]) -> None:
-        call = self._call(row)
-        try:
-            if self.attempts == 1:  # as in `run_one`
-                async with self.limits.aslot(self.waiting):
-                    ran = await _execute.run_async(call, self.cache, final=True, attempt=1)
-            else:
-                async for attempt in tenacity.AsyncRetrying(**self.policy):
-                    with attempt:
-                        async with self.limits.aslot(self.waiting):  # every attempt is a call
-                            final = attempt.retry_state.attempt_number >= self.attempts
-                            number = attempt.retry_state.attempt_number
-                            ran = await _execute.run_async(
-                                call, self.cache, final=final, attempt=number
-                            )
-        except Exception as exc:
-            finish(self._failed(row, exc))
-            return
-        finish(self._completed(row, ran))
+        finish(self._attempt(row)())
 
     async def run_all_async(
         self, rows: list[Row], finish: Callable[[Outcome], None], gate: asyncio.Semaphore
     ) -> None:
         async def one(row: Row) -> None:
             async with gate:
-                await self.run_one_async(row, finish)
+                rest = await self._attempt_async(row)
+            finish(rest())
 
         await asyncio.gather(*(one(row) for row in rows))
 
+    def _attempt(self, row: Row) -> Callable[[], Outcome]:
+        """Claim the row's key and call it (retried, within limits); return its bookkeeping."""
+        if self.fault is not None:
+            return functools.partial(self._failed, row, self.fault)
+        if self.cache is not None:  # another run computing this key: wait for its record
+            found = self.cache.claim(self.spec, row.probe, row.parameters, self.run.catalog)
+            if found is not None:
+                return functools.partial(self._cached, row, found)
+        try:
+            ran = self._compute(row)
+        except Exception as exc:
+            self._release(row)
+            return functools.partial(self._failed, row, exc)
+        except BaseException:
+            self._release(row)
+            raise
+        return functools.partial(self._completed, row, ran)
+
+    async def _attempt_async(self, row: Row) -> Callable[[], Outcome]:
+        """`_attempt` for an `async def` body."""
+        if self.fault is not None:
+            return functools.partial(self._failed, row, self.fault)
+        if self.cache is not None:  # as in `_attempt`
+            found = await self.cache.aclaim(self.spec, row.probe, row.parameters, self.run.catalog)
+            if found is not None:
+                return functools.partial(self._cached, row, found)
+        try:
+            ran = await self._compute_async(row)
+        except Exception as exc:
+            self._release(row)
+            return functools.partial(self._failed, row, exc)
+        except BaseException:
+            self._release(row)
+            raise
+        return functools.partial(self._completed, row, ran)
+
+    def _compute(self, row: Row) -> _execute.Ran:
+        call = self._call(row)
+        if self.attempts == 1:  # no retries: tenacity's bookkeeping is most of a fast row
+            with self.limits.slot(self.waiting):
+                return _execute.run(call, self.cache, final=True, attempt=1)
+        for attempt in tenacity.Retrying(**self.policy):
+            with attempt, self.limits.slot(self.waiting):  # every attempt is a call
+                number = attempt.retry_state.attempt_number
+                ran = _execute.run(call, self.cache, final=number >= self.attempts, attempt=number)
+        return ran
+
+    async def _compute_async(self, row: Row) -> _execute.Ran:
+        call = self._call(row)
+        if self.attempts == 1:  # as in `_compute`
+            async with self.limits.aslot(self.waiting):
+                return await _execute.run_async(call, self.cache, final=True, attempt=1)
+        async for attempt in tenacity.AsyncRetrying(**self.policy):
+            with attempt:
+                async with self.limits.aslot(self.waiting):  # every attempt is a call
+                    number = attempt.retry_state.attempt_number
+                    ran = await _execute.run_async(
+                        call, self.cache, final=number >= self.attempts, attempt=number
+                    )
+        return ran
+
+    def _release(self, row: Row) -> None:
+        if self.cache is not None:
+            self.cache.release(row.probe)
+
     def _completed(self, row: Row, ran: _execute.Ran) -> Outcome:
-        if self.cache is not None and row.probe.key is not None:
-            try:
-                self.cache.store_result(self.spec, row.probe, ran.value, ran.reads, ran.output)
-            except CacheWriteError as exc:
-                self.fault = exc  # this row keeps its value; the rest stop (see __init__)
-            except OSError as exc:
-                _warn_store(self.spec.name, exc)
+        try:
+            if self.cache is not None and row.probe.key is not None:
+                try:
+                    self.cache.store_result(self.spec, row.probe, ran.value, ran.reads, ran.output)
+                except CacheWriteError as exc:
+                    self.fault = exc  # this row keeps its value; the rest stop (see __init__)
+                except OSError as exc:
+                    _warn_store(self.spec.name, exc)
+        finally:
+            self._release(row)
         outcome = Outcome(row.index, "Completed", ran.duration_s, ran.value, rows_out=ran.rows_out)
         if self.account_here:
             account(self.spec.name, "Completed", ran.duration_s, rows_out=ran.rows_out)
