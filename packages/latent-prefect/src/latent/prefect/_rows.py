@@ -170,23 +170,20 @@ def map_rows(
     """Run a `.map` in batches (see the module docstring); returns one future per row."""
     runner, spec, run = _where(task)
     map_run = MapRun(task, len(calls), task.concurrency_for(run.project))
-    pending = _answer_from_cache(map_run, calls)
-    if not pending:
-        map_run.progress.close()
-        return PrefectFutureList(map_run.futures)  # type: ignore[abstract]
     in_process = _shipped.runs_in_this_process(runner)
     batch_task = task.batch_task(runner)
-    # rows share one pool here, so a batch is bookkeeping: few and large; a shipped batch is
-    # what a worker takes, so as many as allowed, to spread the rows
-    most = math.ceil(len(pending) / ROWS_PER_BATCH) if in_process else MAX_BATCHES
-    batches = _split(pending, min(most, MAX_BATCHES))
     upstream = {"batch": set().union(*dependencies.values())} if dependencies else {}
-    submitted = []
-    for rows in batches:
-        label = _label(spec.name, rows)
-        future = runner.submit(
+    outside = contextvars.copy_context()  # batches are submitted outside the look-up's block
+    submitted: list[PrefectFuture[Any]] = []
+
+    def submit(rows: list[Row]) -> None:
+        future = outside.run(
+            runner.submit,
             task=batch_task,
-            parameters={"batch": Batch(rows, map_run if in_process else None), "label": label},
+            parameters={
+                "batch": Batch(rows, map_run if in_process else None),
+                "label": _label(spec.name, rows),
+            },
             wait_for=wait_for,
             dependencies=upstream,
         )
@@ -194,6 +191,19 @@ def map_rows(
             map_run.futures[row.index].attach(future.task_run_id)
         future.add_done_callback(functools.partial(_batch_done, map_run, rows, in_process))
         submitted.append(future)
+
+    if in_process:
+        # rows share one pool here, so a batch is bookkeeping: few and large, each submitted
+        # as soon as its rows are looked up (the first rows run while the rest are looked up)
+        _answer_from_cache(
+            map_run, calls, max(ROWS_PER_BATCH, math.ceil(len(calls) / MAX_BATCHES)), submit
+        )
+    else:
+        # a shipped batch is what a worker takes: as many as allowed, to spread the rows
+        pending: list[Row] = []
+        _answer_from_cache(map_run, calls, len(calls), pending.extend)
+        for rows in _split(pending, MAX_BATCHES) if pending else []:
+            submit(rows)
     if map_run.progress.shown:
         for future in submitted:  # with a bar shown, end it at the truth
             future.wait()
@@ -201,34 +211,44 @@ def map_rows(
     return PrefectFutureList(map_run.futures)  # type: ignore[abstract]
 
 
-def _answer_from_cache(map_run: MapRun, calls: list[dict[str, Any]]) -> list[Row]:
-    """Complete every cached row's future; return the rows that must run."""
+def _answer_from_cache(
+    map_run: MapRun, calls: list[dict[str, Any]], size: int, ready: Callable[[list[Row]], None]
+) -> None:
+    """Complete every cached row's future; hand the rows that must run to `ready`, `size` at
+    a time."""
     spec, cache = map_run.spec, map_run.cache
     refresh = map_run.task.refresh_cache is True
     pending: list[Row] = []
+    missed = 0
     cached: list[tuple[int, str | None]] = []  # (index, row id): short spans in the trace
     explained = False
     with hash_once():
         for index, call in enumerate(calls):
             if cache is None:
-                pending.append(Row(index, call, UNCACHED))
-                continue
-            probe = cache.probe(spec, call, map_run.run.catalog, look=not refresh)
-            if probe.hit:
-                map_run.futures[index].set_cached(probe.value, probe.key or "")
-                map_run.progress.cached()
-                cached.append((index, _execute.row_id(call)))
-                continue
-            if not explained and not refresh:
-                explained = True
-                _log_why(cache, spec, probe)
+                probe = UNCACHED
+            else:
+                probe = cache.probe(spec, call, map_run.run.catalog, look=not refresh)
+                if probe.hit:
+                    map_run.futures[index].set_cached(probe.value, probe.key or "")
+                    map_run.progress.cached()
+                    cached.append((index, _execute.row_id(call)))
+                    continue
+                if not explained and not refresh:
+                    explained = True
+                    _log_why(cache, spec, probe)
             pending.append(Row(index, call, probe))
+            if len(pending) == size:
+                missed += size
+                ready(pending)
+                pending = []
+    if pending:
+        missed += len(pending)
+        ready(pending)
     account_cached(spec.name, len(cached))
     cached_rows(spec.name, cached, total=len(calls), span_type=spec.span_type)
-    hits = len(calls) - len(pending)
+    hits = len(calls) - missed
     if hits:
         logger.info(f"Task '{spec.name}': {hits} of {len(calls)} mapped rows Cached")
-    return pending
 
 
 def _log_why(cache: TaskCache, spec: TaskSpec, probe: Probe) -> None:
