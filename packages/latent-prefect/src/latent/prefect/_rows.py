@@ -24,6 +24,7 @@ import concurrent.futures
 import contextvars
 import functools
 import math
+import os
 import threading
 import time
 import warnings
@@ -117,6 +118,7 @@ class MapRun:
         self._pool: concurrent.futures.ThreadPoolExecutor | None = None
         self._pool_lock = threading.Lock()
         self._gate: asyncio.Semaphore | None = None
+        self._open = 1  # batches not ended, plus one while batches are being submitted
 
     def pool(self) -> concurrent.futures.ThreadPoolExecutor:
         with self._pool_lock:
@@ -133,9 +135,17 @@ class MapRun:
                 self._gate = asyncio.Semaphore(self.concurrency)
             return self._gate
 
-    def close(self) -> None:
-        if self._pool is not None:
-            self._pool.shutdown(wait=False)
+    def opened(self) -> None:
+        with self._pool_lock:
+            self._open += 1
+
+    def ended(self) -> None:
+        """A batch ended (or the submitting did): the last one lets the map's threads go."""
+        with self._pool_lock:
+            self._open -= 1
+            pool = self._pool if self._open == 0 else None
+        if pool is not None:
+            pool.shutdown(wait=False)
 
     def finish_row(self, outcome: Outcome) -> None:
         """Complete a row's future and count it (in the flow's context)."""
@@ -177,6 +187,7 @@ def map_rows(
     submitted: list[PrefectFuture[Any]] = []
 
     def submit(rows: list[Row]) -> None:
+        map_run.opened()
         future = outside.run(
             runner.submit,
             task=batch_task,
@@ -204,6 +215,7 @@ def map_rows(
         _answer_from_cache(map_run, calls, len(calls), pending.extend)
         for rows in _split(pending, MAX_BATCHES) if pending else []:
             submit(rows)
+    map_run.ended()
     if map_run.progress.shown:
         for future in submitted:  # with a bar shown, end it at the truth
             future.wait()
@@ -269,6 +281,13 @@ def _label(name: str, rows: Sequence[Row]) -> str:
 
 def _batch_done(map_run: MapRun, rows: list[Row], in_process: bool, future: Any) -> None:
     """A batch's task run ended: complete what it did not (a shipped batch's rows, a crash)."""
+    try:
+        _complete_batch(map_run, rows, in_process, future)
+    finally:
+        map_run.ended()
+
+
+def _complete_batch(map_run: MapRun, rows: list[Row], in_process: bool, future: Any) -> None:
     state = None
     try:
         state = _prefect_compat.runner_final_state(future)
@@ -417,12 +436,26 @@ class _RowRunner:
     async def run_all_async(
         self, rows: list[Row], finish: Callable[[Outcome], None], gate: asyncio.Semaphore
     ) -> None:
+        books = _bookkeeper() if self.cache is not None else None
+        booked: list[concurrent.futures.Future[None]] = []
+
         async def one(row: Row) -> None:
             async with gate:
                 rest = await self._attempt_async(row)
-            finish(rest())
+            if books is None:
+                finish(rest())
+                return
+            # Storing the result creates a file: a fraction of a millisecond in the kernel
+            # (much more on ext4 soon after many files were deleted), which the loop, and the
+            # rows waiting for it, would wait out. The bookkeeping thread does it, in order.
+            context = contextvars.copy_context()
+            booked.append(books.submit(context.run, lambda: finish(rest())))
 
         await asyncio.gather(*(one(row) for row in rows))
+        if booked:
+            await asyncio.wrap_future(booked[-1])  # one thread, in order: all are done
+            for done in booked:
+                done.result()  # an error here is Latent's own: raised, not lost
 
     def _attempt(self, row: Row) -> Callable[[], Outcome]:
         """Claim the row's key and call it (retried, within limits); return its bookkeeping."""
@@ -548,6 +581,23 @@ def _warn_store(task: str, exc: OSError) -> None:
         RuntimeWarning,
         stacklevel=2,
     )
+
+
+_books: dict[int, concurrent.futures.ThreadPoolExecutor] = {}  # pid -> bookkeeping thread
+_books_lock = threading.Lock()
+
+
+def _bookkeeper() -> concurrent.futures.ThreadPoolExecutor:
+    """The thread that stores async rows' results, in order (one per process: a forked
+    worker makes its own)."""
+    pid = os.getpid()
+    with _books_lock:
+        books = _books.get(pid)
+        if books is None:
+            books = _books[pid] = concurrent.futures.ThreadPoolExecutor(
+                1, thread_name_prefix="latent-rows-store"
+            )
+        return books
 
 
 # -- the engine's event loop -----------------------------------------------------------------
