@@ -16,9 +16,10 @@ timed; each measurement is a fresh Python process on a fresh Latent project. Cas
       difference, counted in hashes of the object (issue 10: hashed once per map, not per row)
 
 Beside the times it prints what each side left behind: Prefect task runs recorded by the
-server for the flow run, and for Latent the row spans in the MLflow trace. Latent's time runs
-until its MLflow writes are in the store (`wait_for_tracking()`, as `latent run` waits before it
-exits); the time its flow call returned is shown too. Nothing is asserted:
+server for the flow run (counted until the count stops moving), and for Latent the row spans
+in the MLflow trace. Latent's time runs until its MLflow writes are in the store
+(`wait_for_tracking()`, as `latent run` waits before it exits); the time its flow call returned
+is shown too. Nothing is asserted:
 timings depend on the machine, and these machines are shared.
 """
 
@@ -181,8 +182,15 @@ from latent.prefect._prefect_compat import count_final_task_runs
 async def last_flow_run():
     async with get_client() as client:
         return (await client.read_flow_runs(limit=1, sort="START_TIME_DESC"))[0].id
-time.sleep(2)  # let the server record what the run sent
-task_runs = count_final_task_runs(asyncio.run(last_flow_run()))
+# the server records task runs behind the run (more so after a run that flooded it): count
+# until the count stops moving (5 s unchanged, 120 s at most)
+flow_run_id = asyncio.run(last_flow_run())
+task_runs, settled, deadline = None, time.monotonic(), time.monotonic() + 120
+while time.monotonic() < deadline and time.monotonic() - settled < 5:
+    time.sleep(0.5)
+    counted = count_final_task_runs(flow_run_id)
+    if counted != task_runs:
+        task_runs, settled = counted, time.monotonic()
 spans = None
 if case != "bare":
     import mlflow
@@ -270,18 +278,21 @@ def main() -> None:
         home.mkdir()
         server, url = start_server(home)
         try:
-            rows = []
             unmapped = measure("unmapped", 1000, new_project(Path(tmp) / "unmapped", 1000), url)
+            measured = []
             for n in args.sizes:
                 project = new_project(Path(tmp) / f"p{n}", n)
-                # bare Prefect last: its server keeps digesting its task runs' events after
-                # the run, and would slow whatever is measured next
                 latent = measure("latent", n, project, url)
                 warm = measure("latent_warm", n, project, url)
                 io = measure("latent_io", n, project, url)
                 floor = measure("floor", n, project, url)
-                bare = measure("bare", n, project, url)
-                rows.append((n, latent, bare, warm, io, floor))
+                measured.append((n, project, latent, warm, io, floor))
+            # bare Prefect after every Latent case: its server goes on digesting the events of
+            # its task runs long after the run, and would slow whatever is measured next
+            rows = [
+                (n, latent, measure("bare", n, project, url), warm, io, floor)
+                for n, project, latent, warm, io, floor in measured
+            ]
         finally:
             server.terminate()
             server.wait(timeout=60)
