@@ -333,6 +333,50 @@ def predictions():
     assert project.calls() == ["hash"]
 
 
+def test_a_project_reads_its_own_store_while_another_store_takes_the_traces(
+    tmp_path: Path,
+) -> None:
+    """Pointing MLflow's trace exporter at a store exports ``MLFLOW_TRACKING_URI`` for a moment
+    (`mlflow.set_tracking_uri`); a second project's flow starting then read it as the user's
+    choice and recorded its run into the first project's store (a CI failure of the test
+    below). The switches and the reads here run at once, for real, on two threads."""
+    import time
+
+    from latent.config import Project
+    from latent.observe._mlflow import Backend
+    from latent.prefect._runtime import tracking_uri
+
+    projects = []
+    for name in ("a", "b"):
+        (tmp_path / name / "config").mkdir(parents=True)
+        (tmp_path / name / "config/latent.toml").write_text('environment = "dev"\n')
+        (tmp_path / name / "config/global.yaml").write_text("")
+        projects.append(Project(tmp_path / name))
+    reader = projects[1]
+    own = reader.tracking_uri
+    stores = [Backend.for_uri(p.tracking_uri, 30.0) for p in projects]
+    deadline = time.monotonic() + 1.5
+    switches, seen = [0], []
+
+    def switch() -> None:
+        while time.monotonic() < deadline:
+            for store in stores:
+                store.use_for_traces()
+                switches[0] += 1
+
+    def read() -> None:
+        while time.monotonic() < deadline:
+            seen.append(tracking_uri(reader))
+
+    threads = [threading.Thread(target=switch), threading.Thread(target=read)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert switches[0] > 10 and len(seen) > 10
+    assert set(seen) == {own}
+
+
 @pytest.mark.parametrize("writer", ["thread", "process"])
 def test_two_projects_traced_at_once_never_record_into_each_others_store(
     tmp_path: Path, prefect_server: None, writer: str, monkeypatch: pytest.MonkeyPatch

@@ -26,6 +26,7 @@ from latent.observe._results import (
 from latent.observe._settings import (
     TrackingSettings,
     configure_tracking,
+    stable_tracking_env,
     tracking_for,
     tracking_warnings,
 )
@@ -100,6 +101,7 @@ __all__ = [
     "share_writers",
     "shared_writers",
     "span",
+    "stable_tracking_env",
     "stop_shared_writers",
     "summarize",
     "task_attributes",

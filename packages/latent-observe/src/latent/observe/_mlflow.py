@@ -26,6 +26,7 @@ from urllib.parse import unquote, urlparse
 
 from latent.observe import _mlflow_compat
 from latent.observe._redact import redacted_exception
+from latent.observe._settings import stable_tracking_env
 
 # MLflow's own limits (mlflow.utils.validation); log_batch rejects more per call.
 MAX_PARAM_VALUE_LEN = 6000
@@ -223,14 +224,15 @@ class Backend:
         """
         if self.mlflow.get_tracking_uri() == self.tracking_uri:
             return
-        before = os.environ.get(ENV_TRACKING_URI)
-        try:
-            self.mlflow.set_tracking_uri(self.tracking_uri)
-        finally:
-            if before is None:
-                os.environ.pop(ENV_TRACKING_URI, None)
-            else:
-                os.environ[ENV_TRACKING_URI] = before
+        with stable_tracking_env():  # another thread reading a project's URI waits for this
+            before = os.environ.get(ENV_TRACKING_URI)
+            try:
+                self.mlflow.set_tracking_uri(self.tracking_uri)
+            finally:
+                if before is None:
+                    os.environ.pop(ENV_TRACKING_URI, None)
+                else:
+                    os.environ[ENV_TRACKING_URI] = before
 
     def experiment_id(self, name: str, artifact_root: str | None = None) -> str:
         """The experiment `name`, created on first use with artifacts under `artifact_root`."""

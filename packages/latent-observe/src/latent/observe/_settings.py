@@ -97,6 +97,21 @@ def tracking_for(settings: TrackingSettings) -> Iterator[TrackingSettings]:
         _bound.reset(token)
 
 
+# Held while MLflow's global tracking URI is switched to a store: `mlflow.set_tracking_uri`
+# exports ``MLFLOW_TRACKING_URI`` for a moment (Latent puts it back), and a project's settings
+# read that variable as the user's choice of store.
+_tracking_env_lock = threading.Lock()
+
+
+@contextmanager
+def stable_tracking_env() -> Iterator[None]:
+    """Within this block ``MLFLOW_TRACKING_URI`` is the user's, not a store Latent is pointing
+    MLflow's trace exporter at in another thread: read a project's tracking URI inside it when
+    flows of two projects may start at once in one process."""
+    with _tracking_env_lock:
+        yield
+
+
 def current_settings() -> TrackingSettings:
     """The settings bound here by `tracking_for`, else `configure_tracking`'s."""
     bound = _bound.get()

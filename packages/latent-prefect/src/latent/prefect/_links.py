@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from latent.config import Project
-from latent.observe import FlowRunHandle, flatten_params, logger
+from latent.observe import FlowRunHandle, flatten_params, logger, stable_tracking_env
 
 #: `latent ui` records the MLflow UI it started here, under the project's `.latent/`.
 UI_STATE_FILE = "mlflow-ui.json"
@@ -32,7 +32,8 @@ def recent_runs() -> list[dict[str, str]]:
 
 def mlflow_ui_url(project: Project) -> str:
     """The MLflow UI of the project's store: its tracking server, else what `latent ui` ran."""
-    uri = project.tracking_uri
+    with stable_tracking_env():  # not the store another project's flow points MLflow at now
+        uri = project.tracking_uri
     if uri.startswith(("http://", "https://")):
         return uri.rstrip("/")
     state = read_ui_state(project)

@@ -25,6 +25,7 @@ from latent.observe import (
     configure_tracking,
     set_logger_provider,
     share_writers,
+    stable_tracking_env,
 )
 from latent.prefect._importpath import add_project_root
 from latent.prefect._server import writer_dir
@@ -121,12 +122,19 @@ def prepare(project: Project) -> Project:
     return project
 
 
+def tracking_uri(project: Project) -> str:
+    """The project's MLflow store, never the one another project's flow is pointing MLflow's
+    trace exporter at this moment (it exports ``MLFLOW_TRACKING_URI`` while it does)."""
+    with stable_tracking_env():
+        return project.tracking_uri
+
+
 def tracking_settings(project: Project) -> dict[str, Any]:
     """latent-observe's settings for `project` (`configure_tracking` / `tracking_for`)."""
     settings = project.settings
     return {
         "enabled": settings.mlflow.enabled,
-        "tracking_uri": project.tracking_uri,
+        "tracking_uri": tracking_uri(project),
         "experiment_prefix": settings.mlflow.experiment_prefix,
         "environment": settings.environment,
         "artifact_location": project.artifact_location,
