@@ -72,7 +72,7 @@ class Claims:
         for _ in range(2):
             try:
                 self._create(path)
-            except FileNotFoundError:  # no directory yet (or it was cleared): make it
+            except FileNotFoundError:  # no directory or token yet (or cleared): make them
                 _tokens.pop((os.getpid(), self._dir), None)
                 try:
                     os.makedirs(self._dir, exist_ok=True)
@@ -94,12 +94,8 @@ class Claims:
         token = self._token()
         if token is not None:
             try:
-                os.link(token, path)
+                os.link(token, path)  # FileNotFoundError: `hold` remakes directory and token
                 return
-            except FileNotFoundError:
-                if os.path.isdir(self._dir):  # the token is gone (a sweep, a clear): remade
-                    _tokens.pop((os.getpid(), self._dir), None)
-                raise
             except OSError as exc:
                 if exc.errno not in _NO_LINK:
                     raise
