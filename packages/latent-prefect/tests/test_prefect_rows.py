@@ -44,27 +44,56 @@ def test_a_failing_row_fails_its_future_not_its_neighbours(project: ProjectDir) 
     assert len(project.calls()) == 251
 
 
-def test_a_map_is_a_bounded_number_of_named_prefect_task_runs(project: ProjectDir) -> None:
+def _task_run_names() -> list[str]:
+    """The task runs of the latest flow run, by name."""
     from prefect.client.orchestration import get_client
-
-    project.flow("judging", ROWS_FLOW)
-    project.load("judging")()
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
 
     async def task_runs() -> list:
         async with get_client() as client:
             runs = await client.read_flow_runs(limit=1, sort="START_TIME_DESC")
-            from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
-
             flow_filter = FlowRunFilter(id=FlowRunFilterId(any_=[runs[0].id]))
             return await client.read_task_runs(flow_run_filter=flow_filter, limit=200)
 
-    names = sorted(t.name for t in asyncio.run(task_runs()))
+    return sorted(t.name for t in asyncio.run(task_runs()))
+
+
+def test_a_map_is_a_bounded_number_of_named_prefect_task_runs(project: ProjectDir) -> None:
+    project.flow("judging", ROWS_FLOW)
+    project.load("judging")()
+    names = _task_run_names()
     assert 1 <= len(names) <= 100
     # named by their rows (the server may briefly hold a run's first, generated name)
     labelled = [name for name in names if name.startswith("judge[")]
     assert len(labelled) >= len(names) - 2, names
     # 250 rows: batches of 100, each submitted as soon as its rows were looked up
     assert "judge[200-249]" in names and len(names) == 3, names
+
+
+LARGE_MAP_FLOW = """
+from latent.prefect import flow, task
+
+@task("echo", retry=False, cache=False)
+def echo(x: int) -> int:
+    return x
+
+@flow("large")
+def large():
+    return sum(f.result() for f in echo.map(range(3000)))
+"""
+
+
+def test_a_large_map_in_the_flows_process_is_a_lead_batch_and_ten_more(
+    project: ProjectDir,
+) -> None:
+    # each task run costs the server and the flow CPU the rows wait for: in the flow's
+    # process a large map is 100 rows first (they start while the rest are looked up), then
+    # a tenth of the map at a time
+    project.flow("large", LARGE_MAP_FLOW)
+    assert project.load("large")() == sum(range(3000))
+    names = [name for name in _task_run_names() if name.startswith("echo[")]
+    assert names[:2] == ["echo[0-99]", "echo[100-399]"], names
+    assert "echo[2800-2999]" in names and len(names) == 11, names
 
 
 def test_row_spans_are_named_by_index_and_id(project: ProjectDir, tmp_path) -> None:
