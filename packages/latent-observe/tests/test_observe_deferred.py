@@ -105,3 +105,42 @@ def test_few_params_need_no_artifact(client: Any) -> None:
     assert recorded.data.params == {"a": "1", "b.c": "x"}
     assert "latent.params" not in recorded.data.tags
     assert client.list_artifacts(run.run_id) == []
+
+
+def test_a_run_ended_inside_runs_end_after_is_ended_when_the_block_exits(client: Any) -> None:
+    from latent.observe import runs_end_after
+
+    with flow_run("warm"):  # MLflow imported and the store open
+        pass
+    assert wait_for_tracking(60)
+    release = threading.Event()
+    try:
+        with runs_end_after():
+            with flow_run("caller", {"n": 1}) as run:
+                assert run.wait_ready()
+                release = _hold_background()
+                with flow_run("child") as child:  # a subflow ends where it ends, as before
+                    record_task("step", duration_s=0.2, success=True)
+                assert client.get_run(child.run_id).info.status == "FINISHED"
+                record_task("step", duration_s=0.1, success=True)
+            # the caller's own end (Prefect's) goes on while the run's end waits its turn
+            assert client.get_run(run.run_id).info.status == "RUNNING"
+            release.set()
+        # the block's exit waited for the end: ended, metrics and spans written
+        recorded = client.get_run(run.run_id)
+        assert recorded.info.status == "FINISHED"
+        assert recorded.data.metrics["task.step.duration"] == 0.1
+        traces = client.search_traces(locations=[run.experiment_id])
+        assert {s.name for trace in traces for s in trace.data.spans} >= {"caller", "child"}
+    finally:
+        release.set()
+
+
+def test_a_failing_run_inside_runs_end_after_ends_failed(client: Any) -> None:
+    from latent.observe import runs_end_after
+
+    with pytest.raises(ValueError, match="boom"), runs_end_after():
+        with flow_run("failing") as run:
+            assert run.wait_ready()
+            raise ValueError("boom")
+    assert client.get_run(run.run_id).info.status == "FAILED"

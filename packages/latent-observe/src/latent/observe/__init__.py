@@ -54,6 +54,7 @@ from latent.observe._tracking import (
     mark_runs_failed,
     record_cache_hits,
     record_task,
+    runs_end_after,
     wait_for_tracking,
     warm_up_tracking,
 )
@@ -97,6 +98,7 @@ __all__ = [
     "redact",
     "redact_text",
     "row_span_name",
+    "runs_end_after",
     "set_logger_provider",
     "share_writers",
     "shared_writers",

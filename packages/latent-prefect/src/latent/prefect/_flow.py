@@ -27,6 +27,7 @@ from latent.observe import (
     log_dataset,
     log_outputs,
     logger,
+    runs_end_after,
     tracking_for,
 )
 from latent.prefect import (
@@ -322,11 +323,21 @@ class LatentFlow(Flow[P, R], Generic[P, R]):
         return new
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        from prefect.settings import temporary_settings
-
         gate = _selection.active()
         if gate is not None and gate.takes_flows:  # a dry run: no Prefect flow run
             return gate.subflow(self, args, kwargs)
+        if current_run() is not None:
+            return self._start(args, kwargs)
+        # a top-level run: its MLflow run ends while Prefect ends the flow run, and the call
+        # returns once both have (`runs_end_after`)
+        if inspect.iscoroutinefunction(self.fn):
+            return _ending_after(self._start(args, kwargs))
+        with runs_end_after():
+            return self._start(args, kwargs)
+
+    def _start(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        from prefect.settings import temporary_settings
+
         outer = current_run()
         project = outer.project if outer else _runtime.project_for(self.fn)
         if self._runner_from_project:
@@ -357,6 +368,12 @@ def _plain_json(value: Any, depth: int = 0) -> bool:
     if type(value) is dict:
         return all(type(k) is str and _plain_json(v, depth + 1) for k, v in value.items())
     return False
+
+
+async def _ending_after(run: Any) -> Any:
+    """Await an async top-level flow's run, then its MLflow run's end (`runs_end_after`)."""
+    with runs_end_after():
+        return await run
 
 
 async def _with_settings(updates: dict[Any, Any], run: Any) -> Any:
