@@ -63,3 +63,53 @@ def test_trace_export_queue_internals_exist(client: Any) -> None:
 def test_the_writer_modules_the_shared_writer_preloads_still_exist() -> None:
     # each is an MLflow-internal module path; one that moved would only cost a run its import
     assert _mlflow_compat.preload_writer_modules() == []
+
+
+def test_span_upserts_are_one_cached_statement_and_keep_mlflows_upsert(
+    tmp_path: Any, template_store: Any
+) -> None:
+    """`cached_span_upserts` (the writer process installs it): MLflow's private
+    ``sqlalchemy_store._upsert_batch`` keeps its parameters, and with Latent's version spans are
+    stored, stored again without duplicates (the ON CONFLICT update), and a column that changed
+    is updated."""
+    import shutil
+
+    import mlflow
+    from mlflow.entities import Span
+    from mlflow.store.tracking import sqlalchemy_store
+    from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
+
+    original = sqlalchemy_store._upsert_batch
+    assert list(inspect.signature(original).parameters) == (_mlflow_compat._UPSERT_BATCH_PARAMETERS)
+    path = tmp_path / "mlflow.db"
+    shutil.copyfile(template_store, path)
+    uri = f"sqlite:///{path}"
+    try:
+        assert _mlflow_compat.cached_span_upserts()
+        assert _mlflow_compat.cached_span_upserts()  # once: MLflow's function is kept inside
+        mlflow.set_tracking_uri(uri)
+        client = mlflow.MlflowClient(uri)
+        experiment = client.create_experiment("upserts")
+        root = mlflow.start_span_no_context("root", experiment_id=experiment)
+        for i in range(250):  # three of MLflow's 100-row batches
+            child = mlflow.start_span_no_context(f"row[{i}]", parent_span=root, inputs={"x": i})
+            child.end(outputs=i * 2)
+        root.end(outputs="done")
+        mlflow.flush_trace_async_logging()
+        (trace,) = client.search_traces(locations=[experiment])
+        spans = trace.data.spans
+        assert len(spans) == 251
+        assert {s.name: s.outputs for s in spans}["row[7]"] == 14
+
+        store = SqlAlchemyStore(uri, str(tmp_path / "artifacts"))
+        renamed = next(span for span in spans if span.name == "row[7]").to_dict()
+        renamed["name"] = "row[7] renamed"
+        store.log_spans(experiment, spans)  # again: updated in place, not duplicated
+        store.log_spans(experiment, [Span.from_dict(renamed)])  # a changed one: updated
+        (again,) = client.search_traces(locations=[experiment])
+        assert sorted(s.span_id for s in again.data.spans) == sorted(s.span_id for s in spans)
+        outputs = {s.name: s.outputs for s in again.data.spans}
+        assert outputs["row[7] renamed"] == 14 and "row[7]" not in outputs
+    finally:
+        sqlalchemy_store._upsert_batch = original
+        mlflow.set_tracking_uri(None)

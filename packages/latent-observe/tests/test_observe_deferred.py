@@ -139,8 +139,7 @@ def test_a_run_ended_inside_runs_end_after_is_ended_when_the_block_exits(client:
 def test_a_failing_run_inside_runs_end_after_ends_failed(client: Any) -> None:
     from latent.observe import runs_end_after
 
-    with pytest.raises(ValueError, match="boom"), runs_end_after():
-        with flow_run("failing") as run:
-            assert run.wait_ready()
-            raise ValueError("boom")
+    with pytest.raises(ValueError, match="boom"), runs_end_after(), flow_run("failing") as run:
+        assert run.wait_ready()
+        raise ValueError("boom")
     assert client.get_run(run.run_id).info.status == "FAILED"

@@ -47,6 +47,7 @@ from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import Future
 from typing import IO, Any, ClassVar
 
+from latent.observe import _mlflow_compat
 from latent.observe._mlflow import Backend, TrackingUnavailable
 from latent.observe._settings import emit_warning
 
@@ -593,6 +594,7 @@ class _Writer:
     def _do(self, op: str, args: tuple[Any, ...]) -> Any:
         if op == "open":
             uri, timeout_s = args
+            _mlflow_compat.cached_span_upserts()  # this process is Latent's alone
             self.backend = Backend.for_uri(uri, timeout_s)
             self.backend.use_for_traces()
             gc.freeze()  # see `serve`: MLflow's modules and the store, never scanned again
