@@ -278,7 +278,7 @@ def cached_span_upserts() -> bool:
     ``log_spans`` stores a batch of spans 100 rows at a time through the private module
     function ``mlflow.store.tracking.sqlalchemy_store._upsert_batch``, which builds
     ``insert(table).values(rows)``: a multi-row INSERT that SQLAlchemy cannot cache, so each
-    100 rows are compiled anew (~15 ms of CPU, half of what a span costs the writer process).
+    100 rows are compiled anew (~15 ms of CPU: a third of what a span cost the writer process).
     The same statement without the rows, executed with them as parameters (``executemany``), is
     compiled once and cached: the same rows, the same ON CONFLICT update. Rows whose keys differ
     (the multi-row form fills the gaps), and dialects other than SQLite and PostgreSQL, keep
